@@ -1,0 +1,31 @@
+import { Command } from "commander";
+import { FerryError } from "../protocol/mod.js";
+import { FERRY_VERSION } from "../lib/version.js";
+import { registerActorCommand } from "./commands/actor.js";
+
+/**
+ * The `ferry` command line. Each command lives in cli/commands/<name>.ts and registers itself;
+ * commands talk to Ferry only over NATS, never by reading repository files.
+ */
+export function buildProgram(): Command {
+  const program = new Command("ferry")
+    .description("Ferry: VM backup as independent actors on a NATS message bus")
+    .version(FERRY_VERSION)
+    .option("--nats <url>", "NATS server URL(s), comma-separated (default: $NATS_URL or nats://127.0.0.1:4222)")
+    .showHelpAfterError()
+    .configureHelp({ showGlobalOptions: true });
+  registerActorCommand(program);
+  return program;
+}
+
+async function main(): Promise<void> {
+  try {
+    await buildProgram().parseAsync(process.argv);
+  } catch (err) {
+    const message = err instanceof FerryError ? `${err.code}: ${err.message}` : (err as Error).message;
+    process.stderr.write(`ferry: ${message}\n`);
+    process.exitCode = 1;
+  }
+}
+
+await main();
