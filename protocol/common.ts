@@ -12,8 +12,11 @@ export const EpochMs = z.number().int().nonnegative();
 
 export const ByteCount = z.number().int().nonnegative();
 
+/** Binary data (msgpack bin); any Uint8Array, Node Buffers included. */
+export const Bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, "must be binary data");
+
 /** BLAKE3-256 of a block's raw content, 32 bytes. */
-export const Digest = z.instanceof(Uint8Array).refine((b) => b.length === 32, "must be 32 bytes");
+export const Digest = Bytes.refine((b) => b.length === 32, "must be 32 bytes");
 
 /** Block sizes Ferry accepts: a power of two from 64 KiB to 8 MiB. */
 export const BlockSize = z

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { BlockSize, ByteCount, EpochMs, Id } from "./common.js";
+import { BlockSize, ByteCount, Bytes, EpochMs, Id } from "./common.js";
 import { defineMessage } from "./codec.js";
 import { DiskTransport } from "./hypervisor.js";
 import { subject } from "./subject.js";
@@ -193,7 +193,7 @@ export const BlockDigestsResponse = defineMessage("repo.rp.digests.res", {
   totalBlocks: z.number().int().nonnegative(),
   fromBlock: z.number().int().nonnegative(),
   /** 32 bytes per block from `fromBlock`; an all-zero block is 32 zero bytes. */
-  digests: z.instanceof(Uint8Array),
+  digests: Bytes,
   /** Absent when this page reaches the last block. */
   nextBlock: z.number().int().nonnegative().optional(),
 });

@@ -1,0 +1,164 @@
+import { hostname } from "node:os";
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import {
+  Discover,
+  ErrorCode,
+  FerryError,
+  HEARTBEAT_INTERVAL_MS,
+  MoverHeartbeat,
+  TaskDoneEvent,
+  TaskFailedEvent,
+  TaskProgressEvent,
+  decode,
+  encode,
+  eventSubjects,
+  schedulerSubjects,
+  type MoverRole,
+  type TaskOutcome,
+  type TaskStats,
+} from "../protocol/mod.js";
+import type { Actor } from "./actor.js";
+
+/** A task a mover runs: its cancel switch and the session it belongs to. */
+export interface MoverTask {
+  taskId: string;
+  sessionId: string;
+  abort: AbortController;
+  startedAt: number;
+}
+
+/**
+ * What both movers share: the task table behind their slots, heartbeats to the scheduler, and
+ * the task events the manager waits for.
+ */
+export class MoverRuntime {
+  readonly tasks = new Map<string, MoverTask>();
+  private readonly js: JetStreamClient;
+  private heartbeatTimer?: NodeJS.Timeout;
+  private draining = false;
+
+  constructor(
+    readonly actor: Actor,
+    readonly role: MoverRole,
+    readonly maxTasks: number,
+    private readonly extra: () => { repositoryId?: string; freeBytes?: number } = () => ({}),
+  ) {
+    this.js = jetstream(actor.nc);
+  }
+
+  /** Starts heartbeats, answers the scheduler's discover, and reports `draining` once stopping. */
+  start(): void {
+    const nc = this.actor.nc;
+    nc.subscribe(schedulerSubjects.discover(), {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          decode(Discover, msg.data);
+          this.heartbeat();
+        } catch (e) {
+          this.actor.log.warn({ err: (e as Error).message }, "ignored malformed discover");
+        }
+      },
+    });
+    this.heartbeat();
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), HEARTBEAT_INTERVAL_MS);
+    this.heartbeatTimer.unref();
+    this.actor.onDrain(() => {
+      this.draining = true;
+      this.heartbeat();
+    });
+    this.actor.onStop(() => clearInterval(this.heartbeatTimer));
+  }
+
+  heartbeat(): void {
+    const extra = this.extra();
+    try {
+      this.actor.nc.publish(
+        schedulerSubjects.heartbeat(this.role, this.actor.id),
+        encode(MoverHeartbeat, {
+          moverId: this.actor.id,
+          role: this.role === "src" ? "source" : "target",
+          host: hostname(),
+          maxTasks: this.maxTasks,
+          activeTasks: [...this.tasks.keys()],
+          ...extra,
+          state: this.draining ? "draining" : "serving",
+          startedAt: this.actor.startedAt,
+          sentAt: Date.now(),
+        }),
+      );
+    } catch (err) {
+      this.actor.log.warn({ err: (err as Error).message }, "heartbeat not sent");
+    }
+  }
+
+  /** Takes a slot for a task, refusing when full or draining (the scheduler should not let that happen). */
+  admit(taskId: string, sessionId: string): MoverTask {
+    if (this.draining) throw new FerryError(ErrorCode.Unavailable, `${this.actor.role} ${this.actor.id} is draining`);
+    if (this.tasks.has(taskId)) throw new FerryError(ErrorCode.Conflict, `task ${taskId} is already running here`, { retryable: false });
+    if (this.tasks.size >= this.maxTasks) {
+      throw new FerryError(ErrorCode.Unavailable, `${this.actor.role} ${this.actor.id} has all ${this.maxTasks} slots busy`);
+    }
+    const task: MoverTask = { taskId, sessionId, abort: new AbortController(), startedAt: Date.now() };
+    // Draining past its deadline aborts every task.
+    this.actor.shutdownSignal.addEventListener("abort", () => task.abort.abort(this.actor.shutdownSignal.reason), { once: true });
+    this.tasks.set(taskId, task);
+    this.heartbeat();
+    return task;
+  }
+
+  /** Runs the task's work in the background, tracked for draining; the slot is freed when it ends. */
+  run(task: MoverTask, work: () => Promise<void>): void {
+    const done = work()
+      .catch((err: unknown) => {
+        this.actor.log.error({ taskId: task.taskId, err: (err as Error).message }, "task ended with an unreported error");
+      })
+      .finally(() => {
+        this.tasks.delete(task.taskId);
+        this.heartbeat();
+      });
+    void this.actor.track(done);
+  }
+
+  cancel(taskId: string, reason: string): boolean {
+    const task = this.tasks.get(taskId);
+    if (!task) return false;
+    task.abort.abort(new FerryError(ErrorCode.Canceled, reason, { retryable: false }));
+    return true;
+  }
+
+  /** A progress event, fire-and-forget (the stream keeps it; losing one is harmless). */
+  progress(task: MoverTask, stats: TaskStats): void {
+    this.actor.nc.publish(
+      eventSubjects.task(this.role, task.sessionId, task.taskId, "progress"),
+      encode(TaskProgressEvent, { sessionId: task.sessionId, taskId: task.taskId, moverId: this.actor.id, at: Date.now(), stats }),
+    );
+  }
+
+  /** The task's terminal events are acknowledged by JetStream: the manager must not miss them. */
+  async done(task: MoverTask, stats: TaskStats, outcome: TaskOutcome): Promise<void> {
+    await this.js.publish(
+      eventSubjects.task(this.role, task.sessionId, task.taskId, "done"),
+      encode(TaskDoneEvent, { sessionId: task.sessionId, taskId: task.taskId, moverId: this.actor.id, at: Date.now(), stats, outcome }),
+    );
+  }
+
+  async failed(task: MoverTask, stats: TaskStats, error: FerryError): Promise<void> {
+    this.actor.log.warn({ taskId: task.taskId, sessionId: task.sessionId, code: error.code, err: error.message }, "task failed");
+    try {
+      await this.js.publish(
+        eventSubjects.task(this.role, task.sessionId, task.taskId, "failed"),
+        encode(TaskFailedEvent, { sessionId: task.sessionId, taskId: task.taskId, moverId: this.actor.id, at: Date.now(), stats, error: error.toWire() }),
+      );
+    } catch (err) {
+      this.actor.log.error({ taskId: task.taskId, err: (err as Error).message }, "could not publish task failure");
+    }
+  }
+
+  /** Calls `report` about once a second until the returned stop function is called. */
+  every(task: MoverTask, report: () => void, intervalMs = 1_000): () => void {
+    const timer = setInterval(report, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+}
