@@ -1,4 +1,4 @@
-import { open } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { ErrorCode, FerryError, emptyTaskStats, type BlockCodec, type Msg, type BackupStartRequest, type TaskStats } from "../../protocol/mod.js";
 import { blockDigest, compressBlock, digestHex, isZero, payloadSum } from "../../lib/block-codec.js";
 import type { ChannelSender, Sealed } from "../../lib/datachannel.js";
@@ -20,21 +20,33 @@ interface PreparedBlock {
  * BLAKE3 → snappy → xxh64 → frames. Up to PIPELINE_DEPTH blocks are in flight; they are sent
  * in disk order.
  */
+/** Opens the snapshot disk, so a missing or short disk is refused before the task is accepted. */
+export async function openSource(req: Msg<typeof BackupStartRequest>): Promise<FileHandle> {
+  if (req.source.mode !== "file") throw new FerryError(ErrorCode.BadRequest, `transport ${String(req.source.mode)} is not supported`);
+  let handle: FileHandle;
+  try {
+    handle = await open(req.source.path, "r");
+  } catch (err) {
+    throw new FerryError(ErrorCode.NotFound, `disk ${req.diskId}: cannot open ${req.source.path}: ${(err as Error).message}`, { retryable: false, cause: err });
+  }
+  const { size } = await handle.stat();
+  if (size < req.sizeBytes) {
+    await handle.close();
+    throw new FerryError(ErrorCode.BadRequest, `disk ${req.diskId}: ${req.source.path} holds ${size} bytes, expected ${req.sizeBytes}`, { retryable: false });
+  }
+  return handle;
+}
+
 export async function readAndSend(
   req: Msg<typeof BackupStartRequest>,
+  handle: FileHandle,
   sender: ChannelSender,
   stats: TaskStats,
   signal: AbortSignal,
 ): Promise<Sealed> {
   const started = performance.now();
   const { blockSize, sizeBytes } = req;
-  if (req.source.mode !== "file") throw new FerryError(ErrorCode.BadRequest, `transport ${String(req.source.mode)} is not supported`);
-  const handle = await open(req.source.path, "r");
   try {
-    const { size } = await handle.stat();
-    if (size < sizeBytes) {
-      throw new FerryError(ErrorCode.BadRequest, `disk ${req.diskId}: ${req.source.path} holds ${size} bytes, expected ${sizeBytes}`, { retryable: false });
-    }
     const totalBlocks = Math.ceil(sizeBytes / blockSize);
     const pool = new BufferPool(blockSize, PIPELINE_DEPTH);
     const throttle = new Throttle(req.throttleBytesPerSec);

@@ -17,7 +17,7 @@ import {
   sourceMoverSubjects,
 } from "../../protocol/mod.js";
 import type { ActorCliOptions } from "../../cli/commands/actor.js";
-import { readAndSend } from "./backup-reader.js";
+import { openSource, readAndSend } from "./backup-reader.js";
 import { openRestoreDestination, restoreHandlers } from "./restore-writer.js";
 
 const DEFAULT_SLOTS = 2;
@@ -38,13 +38,20 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
     request: BackupStartRequest,
     response: TaskAccepted,
     handler: async (req) => {
-      const task = mover.admit(req.taskId, req.sessionId);
+      const source = await openSource(req);
+      let task;
+      try {
+        task = mover.admit(req.taskId, req.sessionId);
+      } catch (err) {
+        await source.close();
+        throw err;
+      }
       const stats = emptyTaskStats();
       const sender = new ChannelSender(actor.nc, req.channel);
       mover.run(task, async () => {
         const stopReports = mover.every(task, () => mover.progress(task, stats));
         try {
-          await readAndSend(req, sender, stats, task.abort.signal);
+          await readAndSend(req, source, sender, stats, task.abort.signal);
           mover.progress(task, stats);
           actor.log.info({ taskId: task.taskId, stats }, "backup sent and sealed");
         } catch (err) {
@@ -66,15 +73,14 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
     request: RestoreOpenRequest,
     response: ChannelOpened,
     handler: async (req) => {
-      const task = mover.admit(req.taskId, req.sessionId);
-      let destination;
+      const { handle, path } = await openRestoreDestination(req);
+      let task;
       try {
-        destination = await openRestoreDestination(req);
+        task = mover.admit(req.taskId, req.sessionId);
       } catch (err) {
-        mover.tasks.delete(req.taskId);
+        await handle.close();
         throw err;
       }
-      const { handle, path } = destination;
       const stats = emptyTaskStats();
       const receiver = new ChannelReceiver(actor.nc, restoreHandlers(req, handle, path, stats, performance.now()));
       receiver.start();
