@@ -38,8 +38,11 @@ import {
  *
  * A mover's used slots are the union of the tasks assigned to it and the tasks it reports in
  * its heartbeat's `activeTasks`. After a scheduler restart the assignments are gone but the
- * movers still report what they run, so a busy mover is not overbooked; a task released while
- * its mover still winds it down keeps its slot until the mover stops reporting it.
+ * movers still report what they run, so a busy mover is not overbooked. Tasks released here are
+ * not counted even while the mover's last heartbeat still lists them: the manager releases a
+ * task once it has ended, and waiting for the next heartbeat would idle the slot for up to a
+ * heartbeat interval at every hand-over. (After `RELEASED_MEMORY_MS` a task the mover still
+ * reports counts again: it really is running.)
  */
 
 export type MoverRole = "source" | "target";
@@ -60,6 +63,8 @@ export interface SlotTableOptions {
 }
 
 export const DEFAULT_GRACE_MS = 15_000;
+/** How long a released task id is remembered so a stale heartbeat listing it does not hold a slot. */
+export const RELEASED_MEMORY_MS = 60_000;
 
 export type SchedulerEvent =
   | { kind: "assigned"; assignment: Assignment }
@@ -117,7 +122,7 @@ interface Need {
   candidates: MoverRecord[];
   /** Set when no candidate exists (offline, draining or unknown): the task cannot start at all. */
   absentReason?: string;
-  /** Describes the pool in reasons: "repository r1", "proxy". */
+  /** Describes the pool's slots in reasons: "slots of repository r1", "proxy slots". */
   label: string;
 }
 
@@ -134,6 +139,8 @@ export class SlotTable {
   private readonly assignments = new Map<string, AssignmentRecord>();
   /** Task ids assigned per mover key. */
   private readonly assignedOn = new Map<string, Set<string>>();
+  /** Released task id → when; see "Slot accounting". */
+  private readonly releasedAt = new Map<string, number>();
   /** Sorted: priority desc, then arrival. */
   private queue: QueueEntry[] = [];
   private seq = 0;
@@ -219,6 +226,7 @@ export class SlotTable {
   release(taskId: string, now: number): boolean {
     if (this.assignments.has(taskId)) {
       this.unassign(taskId);
+      this.releasedAt.set(taskId, now);
       this.dispatch(now);
       return true;
     }
@@ -253,6 +261,7 @@ export class SlotTable {
       }
       if (mover.offline && silentMs > this.forgetAfterMs) this.movers.delete(key);
     }
+    for (const [taskId, at] of this.releasedAt) if (now - at > RELEASED_MEMORY_MS) this.releasedAt.delete(taskId);
     const expired = this.queue.filter((e) => e.expiresAt < now);
     if (expired.length > 0) {
       changed = true;
@@ -285,7 +294,7 @@ export class SlotTable {
     const key = moverKey(role, moverId);
     const assigned = this.assignedOn.get(key) ?? new Set<string>();
     let used = assigned.size;
-    for (const taskId of this.movers.get(key)?.activeTasks ?? []) if (!assigned.has(taskId)) used++;
+    for (const taskId of this.movers.get(key)?.activeTasks ?? []) if (!assigned.has(taskId) && !this.releasedAt.has(taskId)) used++;
     return used;
   }
 
@@ -336,7 +345,7 @@ export class SlotTable {
     const usable = (m: MoverRecord) => this.isOnline(m, now) && m.state === "serving";
     const needs: Need[] = [];
     const targets = [...this.movers.values()].filter((m) => m.role === "target" && m.repositoryId === entry.repositoryId);
-    const target: Need = { pool: `repo:${entry.repositoryId}`, candidates: targets.filter(usable), label: `repository ${entry.repositoryId}` };
+    const target: Need = { pool: `repo:${entry.repositoryId}`, candidates: targets.filter(usable), label: `slots of repository ${entry.repositoryId}` };
     if (target.candidates.length === 0) {
       target.absentReason = targets.some((m) => this.isOnline(m, now))
         ? `all target movers of repository ${entry.repositoryId} are draining`
@@ -350,7 +359,7 @@ export class SlotTable {
       const proxy: Need = {
         pool: restricted ? `proxy:${[...allowed].sort().join(",")}` : "proxy:*",
         candidates: proxies.filter(usable),
-        label: restricted ? `proxies ${entry.proxies.join(", ")}` : "proxy",
+        label: restricted ? `slots of proxies ${entry.proxies.join(", ")}` : "proxy slots",
       };
       if (proxy.candidates.length === 0) {
         const online = proxies.some((m) => this.isOnline(m, now));
@@ -403,9 +412,9 @@ export class SlotTable {
     return lacking
       .map(({ need, absent, heldOnly }) => {
         if (absent) return need.absentReason!;
-        if (heldOnly) return `the free ${need.label} slots are held for tasks ahead in the queue`;
+        if (heldOnly) return `the free ${need.label} are held for tasks ahead in the queue`;
         const total = need.candidates.reduce((sum, m) => sum + m.maxTasks, 0);
-        return `all ${total} ${need.label} slots busy`;
+        return `all ${total} ${need.label} busy`;
       })
       .join("; ");
   }
@@ -459,6 +468,7 @@ export class SlotTable {
       set.add(entry.taskId);
     }
     this.assignments.set(entry.taskId, { assignment, watch });
+    this.releasedAt.delete(entry.taskId);
     this.onEvent({ kind: "assigned", assignment });
   }
 

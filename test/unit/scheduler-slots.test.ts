@@ -145,7 +145,7 @@ describe("scheduler slot table", () => {
     expect(t.ask(ask("verify", { priority: 50, needsProxy: false }), T0)).toMatchObject({
       status: "queued",
       position: 2,
-      reason: "the free repository r1 slots are held for tasks ahead in the queue",
+      reason: "the free slots of repository r1 are held for tasks ahead in the queue",
     });
     t.release("backup-running", T0 + 1);
     expect(t.lookup("backup-head")?.status).toBe("assigned");
@@ -180,7 +180,7 @@ describe("scheduler slot table", () => {
     t.heartbeat(hb("pa", "source", { maxTasks: 4 }), T0);
     t.heartbeat(hb("pb", "source", { maxTasks: 1 }), T0);
     expect(assigned(t.ask(ask("k1", { proxies: ["pb"] }), T0)).proxyId).toBe("pb");
-    expect(t.ask(ask("k2", { proxies: ["pb"] }), T0)).toMatchObject({ status: "queued", reason: "all 1 proxies pb slots busy" });
+    expect(t.ask(ask("k2", { proxies: ["pb"] }), T0)).toMatchObject({ status: "queued", reason: "all 1 slots of proxies pb busy" });
     expect(t.ask(ask("k3", { proxies: ["px"] }), T0)).toMatchObject({ status: "queued", reason: "none of proxies px online" });
   });
 
@@ -315,6 +315,17 @@ describe("scheduler slot table", () => {
     expect(t.ask(ask("k1"), T0)).toMatchObject({ status: "queued", reason: "all 2 proxy slots busy" });
     t.heartbeat(hb("p1", "source", { maxTasks: 2, activeTasks: ["old1"] }), T0 + 2_000);
     expect(t.lookup("k1")?.status).toBe("assigned");
+  });
+
+  it("does not let a stale heartbeat listing a released task hold its slot", () => {
+    const { t } = table();
+    t.heartbeat(hb("t1", "target", { maxTasks: 4 }), T0);
+    t.heartbeat(hb("p1", "source", { maxTasks: 1 }), T0);
+    assigned(t.ask(ask("k1"), T0));
+    t.heartbeat(hb("p1", "source", { maxTasks: 1, activeTasks: ["k1"] }), T0 + 1_000);
+    t.ask(ask("k2"), T0 + 1_000);
+    t.release("k1", T0 + 1_500);
+    expect(t.lookup("k2")?.status).toBe("assigned");
   });
 
   it("reports movers, assignments and the queue in status", () => {
