@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { FerryError } from "../protocol/mod.js";
 import { FERRY_VERSION } from "../lib/version.js";
 import { registerActorCommand } from "./commands/actor.js";
+import { registerSimulatorCommand } from "./commands/simulator.js";
 
 /**
  * The `ferry` command line. Each command lives in cli/commands/<name>.ts and registers itself;
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .configureHelp({ showGlobalOptions: true });
   registerActorCommand(program);
+  registerSimulatorCommand(program);
   return program;
 }
 
