@@ -83,7 +83,11 @@ beforeAll(async () => {
   nats = await startTestNats();
   nc = await connect({ servers: nats.url });
   // Listening before the scheduler starts, like a running mover would.
-  nc.subscribe(schedulerSubjects.discover(), { callback: (_e, m) => discovers.push(decode(Discover, m.data).schedulerId) });
+  nc.subscribe(schedulerSubjects.discover(), {
+    callback: (_e, m) => {
+      discovers.push(decode(Discover, m.data).schedulerId);
+    },
+  });
   await nc.flush();
   scheduler = await start({ id: "sched-1", natsUrl: nats.url }, { graceMs: 800, offlineAfterMs: 1_000, tickMs: 100 });
 });
