@@ -3,6 +3,12 @@ import { FerryError } from "../protocol/mod.js";
 import { FERRY_VERSION } from "../lib/version.js";
 import { registerActorCommand } from "./commands/actor.js";
 import { registerSimulatorCommand } from "./commands/simulator.js";
+import { registerDemoCommand } from "./commands/demo.js";
+import { registerJobCommand } from "./commands/job.js";
+import { registerRestoreCommands } from "./commands/restore.js";
+import { registerRestorePointCommand } from "./commands/restore-point.js";
+import { registerSessionCommand } from "./commands/session.js";
+import { registerUpCommand } from "./commands/up.js";
 
 /**
  * The `ferry` command line. Each command lives in cli/commands/<name>.ts and registers itself;
@@ -17,6 +23,12 @@ export function buildProgram(): Command {
     .configureHelp({ showGlobalOptions: true });
   registerActorCommand(program);
   registerSimulatorCommand(program);
+  registerUpCommand(program);
+  registerDemoCommand(program);
+  registerJobCommand(program);
+  registerSessionCommand(program);
+  registerRestorePointCommand(program);
+  registerRestoreCommands(program);
   return program;
 }
 

@@ -1,0 +1,81 @@
+import { Command } from "commander";
+import { withContext } from "../context.js";
+import { printJson } from "../format.js";
+import { collect } from "../options.js";
+import { getRestorePoint } from "../repository.js";
+import { renderSessionReport, sessionSummaryJson } from "../report.js";
+import { restoreTargetFor } from "../restore-target.js";
+import { exitCodeFor, triggerRestore, triggerVerify, waitForSession } from "../sessions.js";
+
+export function registerRestoreCommands(program: Command): void {
+  program
+    .command("restore")
+    .description("restore a restore point: its disks to raw image files, or the whole VM as a new VM")
+    .argument("<restorePointId>", "restore point id (`ferry restore-point list`)")
+    .requiredOption("--repository <id>", "repository holding the restore point")
+    .option("--to-dir <dir>", "write each disk to <dir>/<vmName>_<diskId>.raw (on the proxy's host)")
+    .option("--vm-name <name>", "create a new VM with this name and restore every disk into it")
+    .option("--hypervisor <id>", "hypervisor for --vm-name")
+    .option("--disk <diskId>", "with --to-dir: restore only this disk (repeatable)", collect, [] as string[])
+    .option("--overwrite", "with --to-dir: replace existing files")
+    .option("--proxy <id>", "run on this proxy (repeatable; default: any)", collect, [] as string[])
+    .option("--request-id <key>", "idempotency key (default: a fresh random id)")
+    .option("--wait", "wait for the restore to end, then print its report")
+    .option("--json", "print JSON")
+    .addHelpText("after", "\nThe restore runs on the movers; this command never reads repository files.\nExit code with --wait: 0 on success or warning, 1 on failure.")
+    .action(
+      async (
+        restorePointId: string,
+        opts: { repository: string; toDir?: string; vmName?: string; hypervisor?: string; disk: string[]; overwrite?: boolean; proxy: string[]; requestId?: string; wait?: boolean; json?: boolean },
+        cmd: Command,
+      ) => {
+        await withContext(cmd, async (ctx) => {
+          const restorePoint = await getRestorePoint(ctx.nc, opts.repository, restorePointId);
+          const target = restoreTargetFor(restorePoint, {
+            ...(opts.toDir !== undefined ? { toDir: opts.toDir } : {}),
+            ...(opts.vmName !== undefined ? { vmName: opts.vmName } : {}),
+            ...(opts.hypervisor !== undefined ? { hypervisor: opts.hypervisor } : {}),
+            disks: opts.disk,
+            overwrite: opts.overwrite ?? false,
+          });
+          const triggered = await triggerRestore(ctx, { repositoryId: opts.repository, restorePointId, target, proxies: opts.proxy }, opts.requestId);
+          if (!opts.wait) {
+            if (opts.json) printJson({ ...triggered, target });
+            else process.stdout.write(`${triggered.sessionId}\n`);
+            return;
+          }
+          if (!opts.json) process.stderr.write(`session ${triggered.sessionId}\n`);
+          const session = await waitForSession(ctx, triggered.sessionId, { progress: true });
+          if (opts.json) printJson({ ...triggered, target, session: sessionSummaryJson(session) });
+          else process.stdout.write(`${renderSessionReport(session)}\n`);
+          process.exitCode = exitCodeFor(session.result);
+        });
+      },
+    );
+
+  program
+    .command("verify")
+    .description("re-read every block of a restore point on its target mover and check checksums and digests")
+    .argument("<restorePointId>", "restore point id")
+    .requiredOption("--repository <id>", "repository holding the restore point")
+    .option("--request-id <key>", "idempotency key (default: a fresh random id)")
+    .option("--wait", "wait for the verify to end, then print its report")
+    .option("--json", "print JSON")
+    .addHelpText("after", "\nExit code with --wait: 0 when every block checks out, 1 otherwise.")
+    .action(async (restorePointId: string, opts: { repository: string; requestId?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
+      await withContext(cmd, async (ctx) => {
+        await getRestorePoint(ctx.nc, opts.repository, restorePointId); // unknown id: an error now, not a failed session
+        const triggered = await triggerVerify(ctx, { repositoryId: opts.repository, restorePointId }, opts.requestId);
+        if (!opts.wait) {
+          if (opts.json) printJson(triggered);
+          else process.stdout.write(`${triggered.sessionId}\n`);
+          return;
+        }
+        if (!opts.json) process.stderr.write(`session ${triggered.sessionId}\n`);
+        const session = await waitForSession(ctx, triggered.sessionId, { progress: true });
+        if (opts.json) printJson({ ...triggered, session: sessionSummaryJson(session) });
+        else process.stdout.write(`${renderSessionReport(session)}\n`);
+        process.exitCode = exitCodeFor(session.result);
+      });
+    });
+}

@@ -1,0 +1,24 @@
+import { InvalidArgumentError } from "commander";
+import { parseSize } from "../simulators/size.js";
+
+/** Option parsers for commander: they turn bad input into a message naming what was expected. */
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
+  return n;
+}
+
+export function sizeOption(value: string): number {
+  try {
+    const bytes = parseSize(value);
+    if (bytes <= 0) throw new Error("must be more than 0 bytes");
+    return bytes;
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
