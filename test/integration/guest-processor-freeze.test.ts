@@ -1,0 +1,223 @@
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Actor } from "../../lib/actor.js";
+import { request } from "../../lib/rpc.js";
+import {
+  AgentFreezeRequest,
+  AgentFreezeResponse,
+  AgentThawRequest,
+  AgentThawResponse,
+  ErrorCode,
+  PROTOCOL_VERSION,
+  QuiesceRequest,
+  QuiesceResponse,
+  ThawRequest,
+  ThawResponse,
+  decode,
+  decodeReply,
+  encode,
+  guestAgentSubjects,
+  guestProcessorSubjects,
+  packValue,
+  type MessageDef,
+} from "../../protocol/mod.js";
+import { start } from "../../actors/guest-processor/main.js";
+import { startTestNats } from "../harness/nats.js";
+
+let nats: Awaited<ReturnType<typeof startTestNats>>;
+let nc: NatsConnection;
+let processor: Actor;
+
+/**
+ * A fake in-guest agent for one VM: freezes its one application for `timeoutMs`, after which it
+ * counts the freeze as expired (as a guest that thawed itself would).
+ */
+function fakeAgent(vmId: string) {
+  const freezes = new Map<string, { frozenAt: number; timeoutMs: number }>();
+  const log = { freezes: [] as Array<{ freezeId: string; timeoutMs: number }>, thaws: [] as string[] };
+  const app = (state: "running" | "frozen") => [{ name: "pg", kind: "postgresql", state }];
+  const subs = [
+    nc.subscribe(guestAgentSubjects.freeze(vmId), {
+      callback: (_err, msg) => {
+        const req = decode(AgentFreezeRequest, msg.data);
+        log.freezes.push({ freezeId: req.freezeId, timeoutMs: req.timeoutMs });
+        const frozenAt = Date.now();
+        freezes.set(req.freezeId, { frozenAt, timeoutMs: req.timeoutMs });
+        msg.respond(encode(AgentFreezeResponse, { freezeId: req.freezeId, frozenAt, applications: app("frozen") }));
+      },
+    }),
+    nc.subscribe(guestAgentSubjects.thaw(vmId), {
+      callback: (_err, msg) => {
+        const req = decode(AgentThawRequest, msg.data);
+        log.thaws.push(req.freezeId);
+        const freeze = freezes.get(req.freezeId);
+        freezes.delete(req.freezeId);
+        const frozenMs = freeze ? Date.now() - freeze.frozenAt : 0;
+        msg.respond(
+          encode(AgentThawResponse, {
+            freezeId: req.freezeId,
+            expired: !freeze || frozenMs > freeze.timeoutMs,
+            frozenMs: freeze ? Math.min(frozenMs, freeze.timeoutMs) : 0,
+            applications: app("running"),
+          }),
+        );
+      },
+    }),
+  ];
+  return { log, stop: () => subs.forEach((s) => s.unsubscribe()) };
+}
+
+const quiesce = (vmId: string, freezeTimeoutMs = 10_000) =>
+  request(nc, guestProcessorSubjects.quiesce(), QuiesceRequest, { sessionId: "sess-1", vmId, freezeTimeoutMs }, QuiesceResponse);
+const thaw = (vmId: string, freezeId: string) =>
+  request(nc, guestProcessorSubjects.thaw(), ThawRequest, { sessionId: "sess-1", vmId, freezeId }, ThawResponse);
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  nc = await connect({ servers: nats.url });
+  processor = await start({ id: "gp-1", natsUrl: nats.url }, { freezeRequestTimeoutMs: 2_000, thawRequestTimeoutMs: 2_000 });
+});
+
+afterAll(async () => {
+  await processor?.stop();
+  await nc?.close();
+  await nats?.stop();
+});
+
+describe("guest processor over NATS", () => {
+  it("quiesces through the VM's agent and thaws consistently within the freeze timeout", async () => {
+    const agent = fakeAgent("vm-q");
+    await nc.flush();
+    try {
+      const q = await quiesce("vm-q", 10_000);
+      expect(q.vmId).toBe("vm-q");
+      expect(q.applications).toEqual([{ name: "pg", kind: "postgresql", state: "frozen" }]);
+      expect(agent.log.freezes).toEqual([{ freezeId: q.freezeId, timeoutMs: 10_000 }]);
+
+      const t = await thaw("vm-q", q.freezeId);
+      expect(t).toMatchObject({ vmId: "vm-q", consistent: true, applications: [{ name: "pg", state: "running" }] });
+      expect(agent.log.thaws).toEqual([q.freezeId]);
+    } finally {
+      agent.stop();
+    }
+  });
+
+  it("reports a thaw after the freeze expired as not consistent", async () => {
+    const agent = fakeAgent("vm-x");
+    await nc.flush();
+    try {
+      const q = await quiesce("vm-x", 1_000);
+      await new Promise((r) => setTimeout(r, 1_200));
+      const t = await thaw("vm-x", q.freezeId);
+      expect(t.consistent).toBe(false);
+    } finally {
+      agent.stop();
+    }
+  });
+
+  it("gives each quiesce its own freeze id", async () => {
+    const agent = fakeAgent("vm-2");
+    await nc.flush();
+    try {
+      const a = await quiesce("vm-2");
+      await thaw("vm-2", a.freezeId);
+      const b = await quiesce("vm-2");
+      await thaw("vm-2", b.freezeId);
+      expect(a.freezeId).not.toBe(b.freezeId);
+    } finally {
+      agent.stop();
+    }
+  });
+
+  it("answers unavailable when no guest agent answers for the VM", async () => {
+    await expect(quiesce("vm-noagent")).rejects.toMatchObject({
+      code: ErrorCode.Unavailable,
+      message: "no guest agent answers for VM vm-noagent",
+    });
+  });
+
+  it("refuses a thaw naming another VM than the freeze's", async () => {
+    const agent = fakeAgent("vm-m");
+    await nc.flush();
+    try {
+      const q = await quiesce("vm-m");
+      await expect(thaw("vm-other", q.freezeId)).rejects.toMatchObject({ code: ErrorCode.BadRequest });
+      expect((await thaw("vm-m", q.freezeId)).consistent).toBe(true);
+    } finally {
+      agent.stop();
+    }
+  });
+
+  describe("malformed requests", () => {
+    let agent: ReturnType<typeof fakeAgent>;
+    beforeAll(async () => {
+      agent = fakeAgent("vm-mal");
+      await nc.flush();
+    });
+    afterAll(() => agent.stop());
+
+    const cases: Array<{ name: string; subject: () => string; def: MessageDef; valid: () => Promise<object>; invalid: object; res: MessageDef; other: MessageDef }> = [
+      {
+        name: "quiesce",
+        subject: guestProcessorSubjects.quiesce,
+        def: QuiesceRequest,
+        valid: async () => ({ sessionId: "sess-1", vmId: "vm-mal", freezeTimeoutMs: 5_000 }),
+        invalid: { sessionId: "sess-1", vmId: "vm-mal", freezeTimeoutMs: 5 },
+        res: QuiesceResponse,
+        other: ThawRequest,
+      },
+      {
+        name: "thaw",
+        subject: guestProcessorSubjects.thaw,
+        def: ThawRequest,
+        valid: async () => ({ sessionId: "sess-1", vmId: "vm-mal", freezeId: (await quiesce("vm-mal", 5_000)).freezeId }),
+        invalid: { sessionId: "sess-1", vmId: "vm-mal" },
+        res: ThawResponse,
+        other: QuiesceRequest,
+      },
+    ];
+    for (const c of cases) {
+      it(`answers garbage, a wrong message type and version 99 on ${c.name} with error replies, then still serves`, async () => {
+        const valid = await c.valid();
+        const payloads: Array<[string, Uint8Array, string]> = [
+          ["garbage bytes", Buffer.from([0xc1, 0x00, 0xff, 0x13]), ErrorCode.BadRequest],
+          ["a wrong message type", packValue({ ...valid, v: PROTOCOL_VERSION, type: c.other.type }), ErrorCode.BadRequest],
+          ["version 99", packValue({ ...valid, v: 99, type: c.def.type }), ErrorCode.UnsupportedVersion],
+          ["a schema violation", packValue({ ...c.invalid, v: PROTOCOL_VERSION, type: c.def.type }), ErrorCode.BadRequest],
+        ];
+        for (const [label, payload, code] of payloads) {
+          const reply = await nc.request(c.subject(), payload, { timeout: 5_000 });
+          let thrown: unknown;
+          try {
+            decodeReply(c.res, reply.data);
+          } catch (err) {
+            thrown = err;
+          }
+          expect(thrown, label).toMatchObject({ code, retryable: false });
+        }
+        const ok = await nc.request(c.subject(), packValue({ ...valid, v: PROTOCOL_VERSION, type: c.def.type }), { timeout: 5_000 });
+        const res = decodeReply(c.res, ok.data) as { freezeId?: string };
+        if (c.def === QuiesceRequest) await thaw("vm-mal", res.freezeId!);
+      });
+    }
+  });
+
+  it("thaws every active freeze when it drains", async () => {
+    const agent = fakeAgent("vm-d");
+    await nc.flush();
+    // A processor of its own, so stopping it leaves the shared one serving.
+    const draining = await start({ id: "gp-drain", natsUrl: nats.url }, { thawRequestTimeoutMs: 2_000 });
+    try {
+      const a = await request(nc, guestProcessorSubjects.quiesce(), QuiesceRequest, { sessionId: "s-d", vmId: "vm-d", freezeTimeoutMs: 30_000 }, QuiesceResponse);
+      const b = await request(nc, guestProcessorSubjects.quiesce(), QuiesceRequest, { sessionId: "s-d", vmId: "vm-d", freezeTimeoutMs: 30_000 }, QuiesceResponse);
+      // Requests went to either processor of the queue group: stop both sides' freezes via drain.
+      await draining.stop();
+      await processor.stop();
+      expect(agent.log.thaws.sort()).toEqual([a.freezeId, b.freezeId].sort());
+    } finally {
+      agent.stop();
+      await draining.stop();
+    }
+  });
+});
