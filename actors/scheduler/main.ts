@@ -88,7 +88,13 @@ export async function start(opts: ActorCliOptions, tuning: SchedulerTuning = {})
         return;
       }
       try {
-        table.heartbeat(decode(MoverHeartbeat, msg.data), Date.now());
+        const hb = decode(MoverHeartbeat, msg.data);
+        // The subject names the mover too; a mismatch is a confused or misconfigured mover.
+        const expected = schedulerSubjects.heartbeat(hb.role === "source" ? "src" : "tgt", hb.moverId);
+        if (msg.subject !== expected) {
+          throw new FerryError(ErrorCode.BadRequest, `heartbeat of ${hb.role} mover ${hb.moverId} arrived on ${msg.subject}, expected ${expected}`);
+        }
+        table.heartbeat(hb, Date.now());
       } catch (e) {
         log.warn({ subject: msg.subject, err: (e as Error).message }, "ignored malformed heartbeat");
       }

@@ -207,6 +207,11 @@ describe("scheduler over NATS", () => {
   it("ignores a malformed heartbeat and keeps serving", async () => {
     nc.publish(schedulerSubjects.heartbeat("src", "px-bad"), Buffer.from("garbage"));
     nc.publish(schedulerSubjects.heartbeat("src", "px-bad"), packValue({ v: PROTOCOL_VERSION, type: MoverHeartbeat.type, moverId: "px-bad" }));
+    // A valid heartbeat on another mover's subject is not believed either.
+    nc.publish(
+      schedulerSubjects.heartbeat("tgt", "px-bad"),
+      encode(MoverHeartbeat, { moverId: "px-bad", role: "source", host: "h", maxTasks: 1, activeTasks: [], state: "serving", startedAt: 1, sentAt: 1 }),
+    );
     heartbeat("px-good", "source");
     await moversOnline("px-good");
     expect((await status()).movers.some((m) => m.moverId === "px-bad")).toBe(false);
