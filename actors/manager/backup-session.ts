@@ -21,10 +21,15 @@ import {
 import { withRetry } from "./clients.js";
 import { runTask, type SessionContext } from "./task-runner.js";
 
-/** A task id per VM disk, `<vmId>-<diskId>`, hashed when that would not be a valid Id token. */
-export function taskIdFor(vmId: string, diskId: string, taken: ReadonlySet<string> = new Set()): string {
-  let id = `${vmId}-${diskId}`;
-  if (!Id.safeParse(id).success) id = `t-${createHash("sha256").update(`${vmId}\0${diskId}`).digest("hex").slice(0, 24)}`;
+/**
+ * A task id per VM disk: `<vmId>-<diskId>-<8 hex of the session id>`. Schedulers and movers know
+ * a task by its id alone (release, cancel), so two sessions backing up the same VM at once must
+ * not share ids. Hashed when the readable form would not be a valid Id token.
+ */
+export function taskIdFor(sessionId: string, vmId: string, diskId: string, taken: ReadonlySet<string> = new Set()): string {
+  const suffix = createHash("sha256").update(sessionId).digest("hex").slice(0, 8);
+  let id = `${vmId}-${diskId}-${suffix}`;
+  if (!Id.safeParse(id).success) id = `t-${createHash("sha256").update(`${vmId}\0${diskId}`).digest("hex").slice(0, 24)}-${suffix}`;
   let unique = id;
   for (let n = 2; taken.has(unique); n++) unique = `${id.slice(0, 120)}-${n}`;
   return unique;
@@ -92,7 +97,7 @@ export async function runBackupSession(ctx: SessionContext, trigger: Msg<typeof 
   const taken = new Set<string>();
   const plans: VmPlan[] = vms.map((vm) => {
     const tasks: TaskRecord[] = vm.disks.map((disk) => {
-      const id = taskIdFor(vm.id, disk.id, taken);
+      const id = taskIdFor(recorder.id, vm.id, disk.id, taken);
       taken.add(id);
       return {
         id,

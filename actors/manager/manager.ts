@@ -1,6 +1,6 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import type { Actor } from "../../lib/actor.js";
-import { request } from "../../lib/rpc.js";
+import { errors } from "@nats-io/nats-core";
 import type { SessionInput } from "../../lib/session-store.js";
 import {
   ActiveSessionsRequest,
@@ -15,6 +15,7 @@ import {
   StopSessionResponse,
   TERMINAL_TASK_STATES,
   TaskState,
+  decodeReply,
   encode,
   eventSubjects,
   isFerryError,
@@ -170,7 +171,11 @@ export class Manager {
     await publishSessionEnded(this.deps.js, sessionId, SessionResult.Failed, this.deps.log);
   }
 
-  /** Whether another manager answers that it still runs the session. */
+  /**
+   * Whether the owner may still run the session. Only "nobody serves the owner's subject" proves
+   * it gone: a draining owner answers `unavailable`, a busy one may time out, and both may still
+   * be winding the session down.
+   */
   private async ownerRuns(owner: string, sessionId: string): Promise<boolean> {
     let subject: string;
     try {
@@ -178,12 +183,21 @@ export class Manager {
     } catch {
       return false;
     }
+    let reply;
     try {
-      const res = await request(this.actor.nc, subject, ActiveSessionsRequest, {}, ActiveSessionsResponse, { timeoutMs: 2_000 });
-      return res.sessions.includes(sessionId);
+      reply = await this.actor.nc.request(subject, encode(ActiveSessionsRequest, {}), { timeout: 2_000 });
     } catch (err) {
-      // Nobody serving the owner's subject means it is gone; a slow answer is not proof of that.
-      return !(isFerryError(err) && (err.code === ErrorCode.Unavailable || err.code === ErrorCode.NotFound));
+      const noResponders =
+        err instanceof errors.NoRespondersError ||
+        (err as Error)?.cause instanceof errors.NoRespondersError ||
+        (err instanceof errors.RequestError && err.isNoResponders());
+      if (!noResponders) this.deps.log.warn({ sessionId, owner, err: (err as Error).message }, "owner of an existing session did not answer; leaving it");
+      return !noResponders;
+    }
+    try {
+      return decodeReply(ActiveSessionsResponse, reply.data).sessions.includes(sessionId);
+    } catch {
+      return true;
     }
   }
 }

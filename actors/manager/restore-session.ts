@@ -81,7 +81,7 @@ export async function runRestoreSession(ctx: SessionContext, req: Msg<typeof Res
 
   const taken = new Set<string>();
   const tasks: TaskRecord[] = wanted.map(({ disk }) => {
-    const id = taskIdFor(vmId, disk.diskId, taken);
+    const id = taskIdFor(recorder.id, vmId, disk.diskId, taken);
     taken.add(id);
     return {
       id,

@@ -17,7 +17,7 @@ import { runTask, type SessionContext } from "./task-runner.js";
 export function verifyRejection(outcome: TaskOutcome, taskId: string): FerryError | undefined {
   if (outcome.kind !== "verify") return new FerryError(ErrorCode.Internal, `task ${taskId} ended with a ${outcome.kind} outcome`);
   if (outcome.corruptBlocks === 0) return undefined;
-  const first = outcome.corruptBlockIndexes.length > 0 ? ` (first: block ${outcome.corruptBlockIndexes.join(", ")})` : "";
+  const first = outcome.corruptBlockIndexes.length > 0 ? ` (first: blocks ${outcome.corruptBlockIndexes.join(", ")})` : "";
   return new FerryError(ErrorCode.Corrupt, `${outcome.corruptBlocks} of ${outcome.blocksChecked} blocks corrupt${first}`, { retryable: false });
 }
 
@@ -33,7 +33,7 @@ export async function runVerifySession(ctx: SessionContext, req: Msg<typeof Veri
 
   const taken = new Set<string>();
   const tasks: TaskRecord[] = rp.disks.map((disk) => {
-    const id = taskIdFor(rp.vm.id, disk.diskId, taken);
+    const id = taskIdFor(recorder.id, rp.vm.id, disk.diskId, taken);
     taken.add(id);
     return {
       id,
