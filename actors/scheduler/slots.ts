@@ -216,7 +216,9 @@ export class SlotTable {
       });
     }
     this.dispatch(now);
-    return this.lookup(req.taskId) ?? { status: "queued", position: 0, reason: "left the queue" };
+    const outcome = this.lookup(req.taskId);
+    if (!outcome) throw new FerryError(ErrorCode.Internal, `task ${req.taskId} vanished while being queued`);
+    return outcome;
   }
 
   /**
