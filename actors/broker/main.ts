@@ -34,10 +34,12 @@ const DEFAULT_FETCH_TIMEOUT_MS = 10_000;
 function hypervisorError(hypervisorId: string, err: unknown, timeoutMs: number): FerryError {
   const e = FerryError.from(err);
   const subject = hypervisorSubjects.inventory(hypervisorId);
-  if (e.code === ErrorCode.Unavailable) {
+  // lib/rpc gives transport failures a cause; an error the hypervisor replied has none.
+  const replied = e.cause === undefined;
+  if (!replied && e.code === ErrorCode.Unavailable) {
     return new FerryError(ErrorCode.Unavailable, `hypervisor ${hypervisorId} is unreachable: nothing answers on ${subject}`, { cause: err });
   }
-  if (e.code === ErrorCode.Timeout) {
+  if (!replied && e.code === ErrorCode.Timeout) {
     return new FerryError(ErrorCode.Unavailable, `hypervisor ${hypervisorId} did not answer its inventory request within ${timeoutMs} ms`, {
       cause: err,
     });

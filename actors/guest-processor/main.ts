@@ -38,13 +38,15 @@ type AgentVerb = "freeze" | "thaw";
 /** Names the VM and what failed; keeps the code so the caller's retry decision stays right. */
 function agentError(vmId: string, verb: AgentVerb, err: unknown, timeoutMs: number): FerryError {
   const e = FerryError.from(err);
-  if (e.code === ErrorCode.Unavailable) {
+  // lib/rpc gives transport failures a cause; an error the agent replied has none.
+  const replied = e.cause === undefined;
+  if (!replied && e.code === ErrorCode.Unavailable) {
     return new FerryError(ErrorCode.Unavailable, `no guest agent answers for VM ${vmId}`, { cause: err });
   }
-  if (e.code === ErrorCode.Timeout) {
+  if (!replied && e.code === ErrorCode.Timeout) {
     return new FerryError(ErrorCode.Timeout, `guest agent of VM ${vmId} did not answer ${verb} within ${timeoutMs} ms`, { cause: err });
   }
-  return new FerryError(e.code, `guest agent of VM ${vmId} refused ${verb}: ${e.message}`, { retryable: e.retryable, cause: err });
+  return new FerryError(e.code, `guest agent of VM ${vmId} failed ${verb}: ${e.message}`, { retryable: e.retryable, cause: err });
 }
 
 /**

@@ -20,6 +20,7 @@ import {
   decode,
   decodeReply,
   encode,
+  encodeError,
   hypervisorSubjects,
   packValue,
   type BodyIn,
@@ -147,6 +148,23 @@ describe("broker over NATS", () => {
       retryable: true,
       message: expect.stringContaining("hypervisor hv-gone is unreachable"),
     });
+  });
+
+  it("passes on an error the hypervisor replies, naming the hypervisor", async () => {
+    const sub = nc.subscribe(hypervisorSubjects.inventory("hv-err"), {
+      callback: (_err, msg) => {
+        msg.respond(encodeError({ code: ErrorCode.Internal, message: "inventory walk failed", retryable: false }));
+      },
+    });
+    await nc.flush();
+    try {
+      await expect(listVms({ hypervisorId: "hv-err" })).rejects.toMatchObject({
+        code: ErrorCode.Internal,
+        message: "hypervisor hv-err: inventory walk failed",
+      });
+    } finally {
+      sub.unsubscribe();
+    }
   });
 
   describe("malformed requests", () => {

@@ -17,6 +17,7 @@ import {
   decode,
   decodeReply,
   encode,
+  encodeError,
   guestAgentSubjects,
   guestProcessorSubjects,
   packValue,
@@ -135,6 +136,24 @@ describe("guest processor over NATS", () => {
       code: ErrorCode.Unavailable,
       message: "no guest agent answers for VM vm-noagent",
     });
+  });
+
+  it("passes on an error the agent replies, keeping its code and naming the VM", async () => {
+    const sub = nc.subscribe(guestAgentSubjects.freeze("vm-busy"), {
+      callback: (_err, msg) => {
+        msg.respond(encodeError({ code: ErrorCode.Conflict, message: "VM vm-busy is already frozen by frz-other", retryable: false }));
+      },
+    });
+    await nc.flush();
+    try {
+      await expect(quiesce("vm-busy")).rejects.toMatchObject({
+        code: ErrorCode.Conflict,
+        retryable: false,
+        message: expect.stringMatching(/guest agent of VM vm-busy failed freeze: .*already frozen/),
+      });
+    } finally {
+      sub.unsubscribe();
+    }
   });
 
   it("refuses a thaw naming another VM than the freeze's", async () => {
