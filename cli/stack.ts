@@ -110,6 +110,19 @@ function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
   });
 }
 
+/**
+ * nats-server cannot preload parent-watch.js, so a tiny shell loop stops it when this process
+ * dies without stopping the stack (SIGKILL, crash).
+ */
+function spawnReaper(pid: number): ChildProcess {
+  const script = `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${pid} 2>/dev/null; do sleep 1; done; kill -TERM ${pid} 2>/dev/null`;
+  const reaper = spawn("/bin/sh", ["-c", script], { stdio: "ignore", detached: true });
+  reaper.unref();
+  liveChildren.add(reaper);
+  reaper.once("exit", () => liveChildren.delete(reaper));
+  return reaper;
+}
+
 function parentWatchUrl(): string {
   return pathToFileURL(join(projectRoot(), "dist", "cli", "parent-watch.js")).href;
 }
@@ -207,6 +220,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   mkdirSync(repositoryPath, { recursive: true });
 
   let nats: NatsServer | undefined;
+  let natsReaper: ChildProcess | undefined;
   let nc: NatsConnection | undefined;
   const processes: StackProcess[] = [];
 
@@ -227,6 +241,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       await Promise.all(processes.map((p) => stopChild(p)));
       await nc?.close().catch(() => undefined);
       await nats?.stop();
+      natsReaper?.kill("SIGKILL");
     })();
     return stopping;
   };
@@ -235,6 +250,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     if (options.natsUrl === undefined) {
       log("starting nats-server");
       nats = await NatsServer.start({ dir: join(workdir, "nats") });
+      if (nats.pid !== undefined) natsReaper = spawnReaper(nats.pid);
     }
     const natsUrl = options.natsUrl ?? nats!.url;
     nc = await connectNats({ servers: natsUrl, name: `ferry-stack-${process.pid}` });
