@@ -16,6 +16,7 @@ export interface SimulatorHandle {
   stop(): Promise<void>;
   /** The hypervisor behind the bus API (for in-process callers such as tests). */
   readonly hypervisor: SimHypervisor;
+  readonly log: Logger;
 }
 
 /** How long `stop` waits for requests in flight (a snapshot commit, say) before closing anyway. */
@@ -100,5 +101,5 @@ export async function start(opts: { config: SimulatorConfig; natsUrl?: string; l
     { vms: config.vms.length, guestAgents: agents.length, datastores: config.datastores.map((d) => d.path) },
     "simulator serving",
   );
-  return { stop, hypervisor: hv };
+  return { stop, hypervisor: hv, log };
 }

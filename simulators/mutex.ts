@@ -20,11 +20,14 @@ export class Mutex {
   }
 }
 
-/** Holds every lock (taken in the given order, so callers using one order cannot deadlock) while `fn` runs. */
+/**
+ * Holds every lock while `fn` runs. All of them are queued for at once (synchronously), so the
+ * caller's place in each queue is the moment of the call (a VM snapshot is one point in time
+ * for all its disks), and two callers can never each hold a lock the other waits for.
+ */
 export async function withLocks<T>(locks: readonly Mutex[], fn: () => Promise<T>): Promise<T> {
-  const releases: Array<() => void> = [];
+  const releases = await Promise.all(locks.map((lock) => lock.acquire()));
   try {
-    for (const lock of locks) releases.push(await lock.acquire());
     return await fn();
   } finally {
     for (const release of releases.reverse()) release();

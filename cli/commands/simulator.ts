@@ -36,11 +36,13 @@ Example:
             process.exit(130);
           }
           stopping = true;
+          // The logger writes asynchronously: flush it so the last lines are not lost on exit.
+          const exit = (code: number) => simulator.log.flush(() => process.exit(code));
           simulator.stop().then(
-            () => process.exit(0),
+            () => exit(0),
             (err: unknown) => {
               process.stderr.write(`ferry simulator: stop failed: ${(err as Error).message}\n`);
-              process.exit(1);
+              exit(1);
             },
           );
           resolve();

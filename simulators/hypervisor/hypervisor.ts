@@ -372,7 +372,7 @@ export class SimHypervisor {
   }
 
   /** A new, powered-off VM with empty sparse disks, and writable transports to them (restore target). */
-  async createVm(req: Msg<typeof VmCreateRequest>): Promise<{ vm: VmInfo; disks: Array<{ diskId: string; transport: DiskTransport }> }> {
+  async createVm(req: Omit<Msg<typeof VmCreateRequest>, "v" | "type">): Promise<{ vm: VmInfo; disks: Array<{ diskId: string; transport: DiskTransport }> }> {
     const hostId = req.hostId ?? this.config.hosts[0]!.id;
     if (!this.config.hosts.some((h) => h.id === hostId)) throw new FerryError(ErrorCode.NotFound, `host ${hostId} does not exist on hypervisor ${this.hypervisorId}`);
     const ds = this.datastore(req.datastoreId);
