@@ -56,7 +56,10 @@ export function validate<M extends MessageDef>(def: M, raw: unknown): Msg<M> {
     throw new FerryError(ErrorCode.BadRequest, `expected a ${def.type} message, got ${raw === null ? "null" : typeof raw}`);
   }
   const envelope = raw as { v?: unknown; type?: unknown };
-  if (typeof envelope.v !== "number" || !SUPPORTED_PROTOCOL_VERSIONS.includes(envelope.v)) {
+  if (typeof envelope.v !== "number" || typeof envelope.type !== "string") {
+    throw new FerryError(ErrorCode.BadRequest, `not a Ferry message: expected a map with a numeric \`v\` and a \`type\` (${def.type})`);
+  }
+  if (!SUPPORTED_PROTOCOL_VERSIONS.includes(envelope.v)) {
     throw new FerryError(
       ErrorCode.UnsupportedVersion,
       `message version ${String(envelope.v)} is not supported (supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(", ")})`,
