@@ -144,6 +144,8 @@ class ProgressView {
       this.bar.update(session.stats.processedBytes, payload);
       return;
     }
+    // Before the manager has planned the session there is nothing worth a line.
+    if (session.totalBytes === 0 && session.state !== "completed") return;
     const line = `${this.label}: ${payload.state}, ${payload.done} of ${payload.size}, ${rate}, VMs ${vmsDone}/${payload.vms}`;
     const now = Date.now();
     const changedState = !this.lastLine.startsWith(`${this.label}: ${payload.state},`);
