@@ -19,6 +19,7 @@ import {
   type VmSelector,
 } from "../../protocol/mod.js";
 import { withRetry } from "./clients.js";
+import { formatBytes } from "./session-stats.js";
 import { runTask, type SessionContext } from "./task-runner.js";
 
 /**
@@ -41,11 +42,21 @@ export function guestProcessingFor(job: Pick<JobSpec, "vms" | "guestProcessing">
   return override?.guestProcessing ?? job.guestProcessing.enabled;
 }
 
+/** The broker's matching rule: id exact, name exact or with `*` globs, tag contained. */
 function selectorMatches(selector: VmSelector, vm: Pick<VmInfo, "id" | "name" | "tags">): boolean {
   if (selector.id !== undefined) return selector.id === vm.id;
-  if (selector.name !== undefined) return selector.name === vm.name;
+  if (selector.name !== undefined) return nameMatches(selector.name, vm.name);
   if (selector.tag !== undefined) return vm.tags.includes(selector.tag);
   return false;
+}
+
+function nameMatches(pattern: string, name: string): boolean {
+  if (!pattern.includes("*")) return pattern === name;
+  const body = pattern
+    .split("*")
+    .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
+    .join(".*");
+  return new RegExp(`^${body}$`, "s").test(name);
 }
 
 function describeSelector(s: { id?: string | undefined; name?: string | undefined; tag?: string | undefined }): string {
@@ -120,7 +131,7 @@ export async function runBackupSession(ctx: SessionContext, trigger: Msg<typeof 
   record.vms = plans.map(({ vm }) => ({ vmId: vm.id, name: vm.name, state: "pending", warnings: [] }));
   record.tasks = plans.flatMap((p) => p.tasks);
   record.totalBytes = record.tasks.reduce((sum, t) => sum + t.sizeBytes, 0);
-  recorder.logLine("info", `${vms.length} VM(s), ${record.tasks.length} disk(s), ${record.totalBytes} bytes to process`);
+  recorder.logLine("info", `${vms.length} VM(s), ${record.tasks.length} disk(s), ${formatBytes(record.totalBytes)} to process`);
   await recorder.flush();
 
   await Promise.all(plans.map((plan) => backupVm(ctx, job, plan)));

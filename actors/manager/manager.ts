@@ -93,6 +93,7 @@ export class Manager {
       stored = await this.deps.store.create(initial);
     } catch (err) {
       if (!isFerryError(err, ErrorCode.Conflict)) throw err;
+      this.deps.log.info({ sessionId, kind, requestId: body.requestId }, "trigger delivered again; its session exists");
       await this.settleExisting(sessionId);
       await this.ack(msg, sessionId);
       return undefined;

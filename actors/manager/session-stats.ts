@@ -78,3 +78,15 @@ export function computeSessionResult(input: ResultInput): SessionResult {
   }
   return warned ? SessionResult.Warning : SessionResult.Success;
 }
+
+/** Bytes for log lines an operator reads: `37.5 MiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}

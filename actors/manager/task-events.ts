@@ -1,4 +1,4 @@
-import { DeliverPolicy, type ConsumerMessages, type JetStreamClient } from "@nats-io/jetstream";
+import { DeliverPolicy, type Consumer, type ConsumerMessages, type JetStreamClient } from "@nats-io/jetstream";
 import type { Logger } from "../../lib/log.js";
 import {
   MoverRole,
@@ -63,6 +63,7 @@ export class TaskEventHub {
 
   private constructor(
     private readonly sessionId: string,
+    private readonly consumer: Consumer,
     private readonly messages: ConsumerMessages,
     private readonly log: Logger,
   ) {
@@ -78,7 +79,7 @@ export class TaskEventHub {
       opt_start_seq: info.state.last_seq + 1,
     });
     const messages = await consumer.consume();
-    return new TaskEventHub(sessionId, messages, log);
+    return new TaskEventHub(sessionId, consumer, messages, log);
   }
 
   inbox(taskId: string): TaskInbox {
@@ -123,8 +124,10 @@ export class TaskEventHub {
   async close(): Promise<void> {
     try {
       await this.messages.close();
+      // The server would drop the idle consumer after minutes; a busy manager should not pile them up.
+      await this.consumer.delete();
     } catch {
-      // Closing a consumer whose connection is gone has nothing left to release.
+      // A consumer whose connection or server state is gone has nothing left to release.
     }
     await this.loop;
   }

@@ -1,4 +1,4 @@
-import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startManager } from "../../actors/manager/main.js";
@@ -9,6 +9,7 @@ import type { SessionStore } from "../../lib/session-store.js";
 import {
   ErrorCode,
   RestoreRequest,
+  Streams,
   VerifyRequest,
   encode,
   msgIdFor,
@@ -161,5 +162,10 @@ describe("manager restore and verify sessions against fake peers", () => {
     expect(bad.error).toMatchObject({ code: ErrorCode.Corrupt });
     expect(bad.error?.message).toContain("3 of 8 blocks corrupt");
     expect(session.tasks.find((t) => t.diskId === "disk0")?.state).toBe("succeeded");
+  });
+
+  it("leaves no event consumers behind once its sessions ended", async () => {
+    const info = await (await jetstreamManager(nc)).streams.info(Streams.events);
+    expect(info.state.consumer_count).toBe(0);
   });
 });

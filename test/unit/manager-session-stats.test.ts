@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { guestProcessingFor, taskIdFor } from "../../actors/manager/backup-session.js";
-import { aggregateSessionStats, computeSessionResult, mergeTaskStats } from "../../actors/manager/session-stats.js";
+import { aggregateSessionStats, computeSessionResult, formatBytes, mergeTaskStats } from "../../actors/manager/session-stats.js";
 import { parseTrigger } from "../../actors/manager/trigger-consumer.js";
 import { verifyRejection } from "../../actors/manager/verify-session.js";
 import {
@@ -69,6 +69,14 @@ describe("session stats", () => {
   });
 });
 
+describe("byte counts in log lines", () => {
+  it("use binary units", () => {
+    expect(formatBytes(512)).toBe("512 B");
+    expect(formatBytes(36 * 1024 * 1024)).toBe("36.0 MiB");
+    expect(formatBytes(1536)).toBe("1.5 KiB");
+  });
+});
+
 describe("session result", () => {
   const vm = (restorePointId?: string, warnings: string[] = []) => ({ restorePointId, warnings });
 
@@ -130,6 +138,8 @@ describe("guest processing per VM", () => {
     expect(guestProcessingFor(job(true, [{ tag: "prod", guestProcessing: false }]), vm)).toBe(false);
     expect(guestProcessingFor(job(false, [{ name: "db", guestProcessing: true }]), vm)).toBe(true);
     expect(guestProcessingFor(job(false, [{ name: "other", guestProcessing: true }]), vm)).toBe(false);
+    expect(guestProcessingFor(job(false, [{ name: "d*", guestProcessing: true }]), vm)).toBe(true);
+    expect(guestProcessingFor(job(false, [{ name: "x*", guestProcessing: true }]), vm)).toBe(false);
   });
 });
 
