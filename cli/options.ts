@@ -19,6 +19,7 @@ export function sizeOption(value: string): number {
   }
 }
 
-export function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+/** For repeatable options: `--disk a --disk b` → ["a", "b"] (undefined when never given). */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }

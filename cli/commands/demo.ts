@@ -36,7 +36,7 @@ import { explicitNatsUrl } from "./up.js";
 interface DemoOptions {
   vms: number;
   diskSize: number;
-  diskImage: string[];
+  diskImage?: string[];
   workdir?: string;
   json?: boolean;
   keep?: boolean;
@@ -119,7 +119,7 @@ async function runDemo(opts: DemoOptions, natsUrl: string | undefined, signal: A
   const workdir = resolve(opts.workdir ?? mkdtempSync(join(tmpdir(), "ferry-demo-")));
   mkdirSync(workdir, { recursive: true });
   const problems: string[] = [];
-  const images = opts.diskImage.map((p) => resolve(p));
+  const images = (opts.diskImage ?? []).map((p) => resolve(p));
   for (const image of images) if (!existsSync(image)) throw new Error(`--disk-image ${image} does not exist`);
 
   const simulatorConfig = demoSimulatorConfig({
@@ -130,6 +130,8 @@ async function runDemo(opts: DemoOptions, natsUrl: string | undefined, signal: A
     seed: 1,
   });
   const totalBytes = simulatorConfig.vms.reduce((sum, vm) => sum + vm.disks.reduce((s, d) => s + (d.sizeBytes ?? (d.content.kind === "image" ? statSync(d.content.path).size : 0)), 0), 0);
+  // A stuck session fails the demo instead of hanging it: generous for a slow machine (2 MiB/s).
+  const sessionTimeoutMs = 120_000 + Math.ceil(totalBytes / (2 * 1024 * 1024)) * 1000;
   log(`==> ferry demo in ${workdir}`);
   log(`    ${simulatorConfig.vms.length} VMs, ${simulatorConfig.vms.reduce((n, vm) => n + vm.disks.length, 0)} disks, ${formatBytes(totalBytes)} in all`);
 
@@ -151,7 +153,7 @@ async function runDemo(opts: DemoOptions, natsUrl: string | undefined, signal: A
     log(`==> backup: job ${job.id} (${job.vms.length} VMs; ${job.vms.filter((v) => v.guestProcessing).map((v) => v.id).join(", ") || "none"} application-aware)`);
     const backupTrigger = await triggerJob(ctx, job.id, { reason: "ferry demo" });
     log(`    session ${backupTrigger.sessionId}`);
-    const backup = await waitForSession(ctx, backupTrigger.sessionId, { progress: true, signal });
+    const backup = await waitForSession(ctx, backupTrigger.sessionId, { progress: true, signal, timeoutMs: sessionTimeoutMs });
     log(`    ${backup.result} in ${formatDuration(sessionDurationMs(backup))}`);
     if (backup.result !== "success" && backup.result !== "warning") problems.push(`backup ${backup.id} ended ${backup.result}: ${failedTasks(backup).join("; ") || backup.error?.message || "see the session report"}`);
 
@@ -171,7 +173,7 @@ async function runDemo(opts: DemoOptions, natsUrl: string | undefined, signal: A
       points.map(async (p) => {
         const target = restoreTargetFor(p.restorePoint, { toDir: restoredDir, overwrite: true });
         const t = await triggerRestore(ctx, { repositoryId: p.restorePoint.repositoryId, restorePointId: p.restorePoint.id, target, proxies: [] });
-        const session = await waitForSession(ctx, t.sessionId, { signal });
+        const session = await waitForSession(ctx, t.sessionId, { signal, timeoutMs: sessionTimeoutMs });
         log(`    ${p.restorePoint.vm.name}: ${session.result} in ${formatDuration(sessionDurationMs(session))} (${session.id})`);
         if (session.result !== "success" && session.result !== "warning") problems.push(`restore of ${p.restorePoint.id} ended ${session.result}: ${failedTasks(session).join("; ")}`);
         return { restorePointId: p.restorePoint.id, session };
@@ -182,7 +184,7 @@ async function runDemo(opts: DemoOptions, natsUrl: string | undefined, signal: A
     const verifies = await Promise.all(
       points.map(async (p) => {
         const t = await triggerVerify(ctx, { repositoryId: p.restorePoint.repositoryId, restorePointId: p.restorePoint.id });
-        const session = await waitForSession(ctx, t.sessionId, { signal });
+        const session = await waitForSession(ctx, t.sessionId, { signal, timeoutMs: sessionTimeoutMs });
         log(`    ${p.restorePoint.vm.name}: ${session.result === "success" ? "passed" : `FAILED (${session.result})`} (${session.id})`);
         if (session.result !== "success") problems.push(`verify of ${p.restorePoint.id} ended ${session.result}: ${failedTasks(session).join("; ")}`);
         return { restorePointId: p.restorePoint.id, session };
@@ -256,7 +258,7 @@ export function registerDemoCommand(program: Command): void {
     .description("end to end on one machine: back up the demo VMs, restore every disk, verify, and compare byte for byte")
     .option("--vms <n>", "demo VMs (default 3, or one per --disk-image)", positiveInt)
     .option("--disk-size <size>", "size of each generated disk", sizeOption, 256 * 1024 * 1024)
-    .option("--disk-image <path>", "use this raw image file as a disk instead of generated content (repeatable)", collect, [] as string[])
+    .option("--disk-image <path>", "use this raw image file as a disk instead of generated content (repeatable)", collect)
     .option("--workdir <dir>", "where everything goes (default: a new temporary folder)")
     .option("--json", "print one JSON object on stdout (progress and logs go to stderr)")
     .option("--keep", "keep the bulky data (disks, repository, restored files) of a passing run; a failing run keeps it always")

@@ -16,9 +16,9 @@ export function registerRestoreCommands(program: Command): void {
     .option("--to-dir <dir>", "write each disk to <dir>/<vmName>_<diskId>.raw (on the proxy's host)")
     .option("--vm-name <name>", "create a new VM with this name and restore every disk into it")
     .option("--hypervisor <id>", "hypervisor for --vm-name")
-    .option("--disk <diskId>", "with --to-dir: restore only this disk (repeatable)", collect, [] as string[])
+    .option("--disk <diskId>", "with --to-dir: restore only this disk (repeatable)", collect)
     .option("--overwrite", "with --to-dir: replace existing files")
-    .option("--proxy <id>", "run on this proxy (repeatable; default: any)", collect, [] as string[])
+    .option("--proxy <id>", "run on this proxy (repeatable; default: any)", collect)
     .option("--request-id <key>", "idempotency key (default: a fresh random id)")
     .option("--wait", "wait for the restore to end, then print its report")
     .option("--json", "print JSON")
@@ -26,7 +26,7 @@ export function registerRestoreCommands(program: Command): void {
     .action(
       async (
         restorePointId: string,
-        opts: { repository: string; toDir?: string; vmName?: string; hypervisor?: string; disk: string[]; overwrite?: boolean; proxy: string[]; requestId?: string; wait?: boolean; json?: boolean },
+        opts: { repository: string; toDir?: string; vmName?: string; hypervisor?: string; disk?: string[]; overwrite?: boolean; proxy?: string[]; requestId?: string; wait?: boolean; json?: boolean },
         cmd: Command,
       ) => {
         await withContext(cmd, async (ctx) => {
@@ -35,10 +35,10 @@ export function registerRestoreCommands(program: Command): void {
             ...(opts.toDir !== undefined ? { toDir: opts.toDir } : {}),
             ...(opts.vmName !== undefined ? { vmName: opts.vmName } : {}),
             ...(opts.hypervisor !== undefined ? { hypervisor: opts.hypervisor } : {}),
-            disks: opts.disk,
+            disks: opts.disk ?? [],
             overwrite: opts.overwrite ?? false,
           });
-          const triggered = await triggerRestore(ctx, { repositoryId: opts.repository, restorePointId, target, proxies: opts.proxy }, opts.requestId);
+          const triggered = await triggerRestore(ctx, { repositoryId: opts.repository, restorePointId, target, proxies: opts.proxy ?? [] }, opts.requestId);
           if (!opts.wait) {
             if (opts.json) printJson({ ...triggered, target });
             else process.stdout.write(`${triggered.sessionId}\n`);
