@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, statfs, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import { ErrorCode, FerryError, type RestorePoint, type RestorePointDisk } from "../../../protocol/mod.js";
+import { ErrorCode, FerryError, RestorePoint as RestorePointSchema, describeIssues, type RestorePoint, type RestorePointDisk } from "../../../protocol/mod.js";
 import { blockDigest, digestHex, payloadSum } from "../../../lib/block-codec.js";
 import { fsyncDir, writeFileDurable } from "./durable.js";
 import {
@@ -270,7 +270,10 @@ export class Repository {
         manifestDigest: digest,
       });
     }
-    const committed: RestorePoint = { ...restorePoint, repositoryId: this.id, committedAt: Date.now(), disks: rpDisks };
+    // Validated before it is written: a restore point that could not be read back must never become visible.
+    const parsed = RestorePointSchema.safeParse({ ...restorePoint, repositoryId: this.id, committedAt: Date.now(), disks: rpDisks });
+    if (!parsed.success) throw new FerryError(ErrorCode.BadRequest, `restore point ${restorePoint.id} is invalid: ${describeIssues(parsed.error)}`, { retryable: false });
+    const committed = parsed.data;
     await writeFileDurable(join(stagingDir, "restorepoint"), encodeRestorePoint(committed));
     await rename(stagingDir, finalDir);
     await fsyncDir(this.restorePointsDir);
