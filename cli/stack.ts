@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Svcm } from "@nats-io/services";
 import { ActorRole, Buckets, ErrorCode, FerryError, SERVICE_NAME_OF_ROLE, ServiceName } from "../protocol/mod.js";
@@ -74,7 +74,10 @@ export interface Stack {
   stopProcess(name: string, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a stopped (or crashed) process again with the same arguments and waits until it answers. */
   startProcess(name: string): Promise<void>;
-  /** SIGTERM to every child, SIGKILL after the stop timeout, then stops nats-server. Idempotent. */
+  /**
+   * SIGTERM to the children (manager, then the other actors, then the simulator), SIGKILL to any
+   * still running after the stop timeout, then stops nats-server. Idempotent.
+   */
   stop(): Promise<void>;
 }
 
@@ -215,6 +218,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const proxies = options.proxies ?? 1;
   const proxySlots = options.proxySlots ?? 2;
   const repositorySlots = options.repositorySlots ?? 4;
+  for (const built of [cliEntry(), fileURLToPath(parentWatchUrl())]) {
+    if (!existsSync(built)) throw new FerryError(ErrorCode.Unavailable, `${built} is missing: run \`npm run build\` first`, { retryable: false });
+  }
   const logsDir = join(workdir, "logs");
   mkdirSync(logsDir, { recursive: true });
   mkdirSync(repositoryPath, { recursive: true });
@@ -238,7 +244,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   let stopping: Promise<void> | undefined;
   const stopAll = (): Promise<void> => {
     stopping ??= (async () => {
-      await Promise.all(processes.map((p) => stopChild(p)));
+      // The manager first: while it drains, its sessions still need the other actors (to cancel
+      // tasks, release slots, remove snapshots); the simulator last, for the guest thaws.
+      const stage = (kinds: readonly StackProcessKind[]) => Promise.all(processes.filter((p) => kinds.includes(p.kind)).map((p) => stopChild(p)));
+      await stage(["manager"]);
+      await stage(["scheduler", "broker", "guest-processor", "source-mover", "target-mover"]);
+      await stage(["simulator"]);
       await nc?.close().catch(() => undefined);
       await nats?.stop();
       natsReaper?.kill("SIGKILL");
