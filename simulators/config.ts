@@ -151,8 +151,8 @@ export const SimulatorConfigSchema = z
           }
         }
       });
-      if (vm.workload && vm.workload.ioSizeBytes < 512) {
-        ctx.addIssue({ code: "custom", path: ["vms", v, "workload", "ioSizeBytes"], message: "must be at least 512 bytes" });
+      if (vm.workload && (vm.workload.ioSizeBytes < 512 || vm.workload.ioSizeBytes > 8 * 1024 * 1024)) {
+        ctx.addIssue({ code: "custom", path: ["vms", v, "workload", "ioSizeBytes"], message: "must be from 512 bytes to 8 MiB" });
       }
     });
   });

@@ -83,7 +83,8 @@ export class SimHypervisor {
         const snapshot = snapshotsByVm.get(created.vm.id);
         for (const [i, disk] of created.vm.disks.entries()) {
           const path = created.disks[i]?.path ?? hv.diskPath(created.vm.id, disk.id, disk.datastoreId);
-          await ensureEmptyDisk(path, disk.sizeBytes, false);
+          // A base that a snapshot holds must stay as it is; others are recreated if they went missing.
+          if (!snapshot?.disks.some((d) => d.diskId === disk.id)) await ensureEmptyDisk(path, disk.sizeBytes, false);
           disks.push(await hv.openDisk(created.vm.id, disk.id, path, disk.sizeBytes, false, snapshot));
         }
         hv.vms.set(created.vm.id, { info: created.vm, disks, snapshot, busy: false, bytesWritten: 0, bytesWrittenDuringSnapshot: 0, created: true });
