@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import {
   SimSnapshotImagesRequest,
   SimSnapshotImagesResponse,
@@ -257,7 +257,7 @@ export function registerDemoCommand(program: Command): void {
     .command("demo")
     .description("end to end on one machine: back up the demo VMs, restore every disk, verify, and compare byte for byte")
     .option("--vms <n>", "demo VMs (default 3, or one per --disk-image)", positiveInt)
-    .option("--disk-size <size>", "size of each generated disk", sizeOption, 256 * 1024 * 1024)
+    .addOption(new Option("--disk-size <size>", "size of each generated disk").argParser(sizeOption).default(256 * 1024 * 1024, "256MiB"))
     .option("--disk-image <path>", "use this raw image file as a disk instead of generated content (repeatable)", collect)
     .option("--workdir <dir>", "where everything goes (default: a new temporary folder)")
     .option("--json", "print one JSON object on stdout (progress and logs go to stderr)")

@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { stringify as toYaml } from "yaml";
 import { demoSimulatorConfig } from "../../simulators/demo.js";
 import { demoJobSpec } from "../demo-job.js";
@@ -20,7 +20,7 @@ export function registerUpCommand(program: Command): void {
     .description("run the embedded local stack (nats-server, simulator, every actor) with the demo inventory until Ctrl-C")
     .option("--workdir <dir>", "where the stack keeps its state, logs, disks and repository", ".ferry")
     .option("--vms <n>", "demo VMs", positiveInt, 3)
-    .option("--disk-size <size>", "size of each demo disk, e.g. 256MiB or 1GiB", sizeOption, 256 * 1024 * 1024)
+    .addOption(new Option("--disk-size <size>", "size of each demo disk, e.g. 256MiB or 1GiB").argParser(sizeOption).default(256 * 1024 * 1024, "256MiB"))
     .option("--proxies <n>", "source movers (proxy-1..N)", positiveInt, 1)
     .addHelpText(
       "after",
