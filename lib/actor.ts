@@ -15,6 +15,9 @@ import { FERRY_VERSION } from "./version.js";
  */
 export type ActorState = "starting" | "serving" | "draining" | "stopped" | "failed";
 
+/** After the drain timeout aborts in-flight work, how long its cleanup may take. */
+const ABORTED_WORK_GRACE_MS = 60_000;
+
 export interface ActorOptions {
   role: ActorRole;
   id: string;
@@ -154,7 +157,8 @@ export class Actor {
     if (!drained) {
       this.log.warn({ inFlight: this.inFlight.size, timeoutMs }, "drain timed out; aborting in-flight work");
       this.shutdown.abort(new FerryError(ErrorCode.Canceled, `${this.role} ${this.id} is shutting down`));
-      await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, 5_000).unref())]);
+      // Aborted work still cleans up (snapshots removed, slots released): give it time to.
+      await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, ABORTED_WORK_GRACE_MS).unref())]);
     }
     await runHooks(this.stopHooks);
     try {
@@ -171,9 +175,11 @@ export class Actor {
   /** SIGTERM and SIGINT drain and exit: 0 when clean, 1 otherwise. */
   exitOnSignals(): void {
     const onSignal = (signal: NodeJS.Signals) => {
+      // pino writes asynchronously: flush so the last lines ("stopped") are not lost at exit.
+      const exit = (code: number) => this.log.flush(() => process.exit(code));
       this.stop(`received ${signal}`).then(
-        () => process.exit(0),
-        () => process.exit(1),
+        () => exit(0),
+        () => exit(1),
       );
     };
     process.once("SIGTERM", onSignal);

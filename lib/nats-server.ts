@@ -160,7 +160,8 @@ export class NatsServer {
     const configPath = this.writeConfig();
     const portsDir = join(this.opts.dir, "ports");
     const logFd = openSync(this.logFile, "a");
-    const child = spawn(this.binary.path, ["-c", configPath], { stdio: ["ignore", logFd, logFd] });
+    // Its own process group: a terminal's Ctrl-C reaches the actors first, and the server goes last.
+    const child = spawn(this.binary.path, ["-c", configPath], { stdio: ["ignore", logFd, logFd], detached: true });
     closeSync(logFd);
     this.child = child;
     running.add(child);

@@ -1,4 +1,5 @@
-import { open, type FileHandle } from "node:fs/promises";
+import { mkdir, open, type FileHandle } from "node:fs/promises";
+import { dirname } from "node:path";
 import { existsSync } from "node:fs";
 import { ErrorCode, FerryError, type BlockFrameMeta, type Msg, type RestoreOpenRequest, type TaskStats } from "../../protocol/mod.js";
 import { blockDigest, decompressBlock, digestHex, payloadSum } from "../../lib/block-codec.js";
@@ -22,6 +23,7 @@ export async function openRestoreDestination(req: Msg<typeof RestoreOpenRequest>
   } else {
     throw new FerryError(ErrorCode.BadRequest, `transport ${String((dest.transport as { mode: string }).mode)} is not supported`);
   }
+  if (dest.kind === "file") await mkdir(dirname(path), { recursive: true });
   // Truncating to zero, then to the size, makes every byte read as zero without writing them.
   const handle = await open(path, dest.kind === "file" ? "w" : "r+", 0o644);
   await handle.truncate(0);

@@ -70,7 +70,7 @@ describe("block codec", () => {
     const text = Buffer.from("abcabcabc".repeat(100_000));
     const { stored, codec } = await compressBlock(text, "snappy");
     const damaged = Buffer.from(stored);
-    damaged[10] ^= 0xff;
+    damaged[10] = damaged[10]! ^ 0xff;
     await expect(decompressBlock(damaged.subarray(0, damaged.length - 5), codec, text.length)).rejects.toMatchObject({ code: "corrupt" });
   });
 

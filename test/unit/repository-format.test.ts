@@ -55,7 +55,7 @@ describe("repository file formats", () => {
 
   it("detect a damaged pack index by its checksum", () => {
     const index = encodePackIndex([{ ...entryFor(randomBytes(10)), offset: 16 }]);
-    index[20] ^= 1;
+    index[20] = index[20]! ^ 1;
     expect(() => decodePackIndex(index)).toThrow(/checksum/);
   });
 
@@ -148,7 +148,7 @@ describe("Repository", () => {
     const fanout = readdirSync(packsDir)[0]!;
     const pack = readdirSync(join(packsDir, fanout)).find((f) => f.endsWith(".pack"))!;
     const data = readFileSync(join(packsDir, fanout, pack));
-    data[data.length - 100] ^= 0xff;
+    data[data.length - 100] = data[data.length - 100]! ^ 0xff;
     writeFileSync(join(packsDir, fanout, pack), data);
     const reopened = await Repository.open(dir, { id: "r1" });
     await expect(reopened.readBlock(blockDigest(block))).rejects.toMatchObject({ code: "corrupt" });
