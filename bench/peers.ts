@@ -41,7 +41,7 @@ export async function runRestic(image: string, dir: string, sourceSha: string): 
   const version = spawnSync("restic", ["version"], { encoding: "utf8" }).stdout.trim();
   try {
     timed("restic", ["init"], env);
-    const backupSeconds = timed("restic", ["backup", "--no-scan", image], env);
+    const backupSeconds = timed("restic", ["backup", image], env);
     const target = join(dir, "restic-restore");
     mkdirSync(target, { recursive: true });
     const restoreSeconds = timed("restic", ["restore", "latest", "--target", target], env);

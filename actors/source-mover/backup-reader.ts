@@ -1,25 +1,16 @@
 import { open, type FileHandle } from "node:fs/promises";
-import { ErrorCode, FerryError, emptyTaskStats, type BlockCodec, type Msg, type BackupStartRequest, type TaskStats } from "../../protocol/mod.js";
-import { blockDigest, compressBlock, digestHex, isZero, payloadSum } from "../../lib/block-codec.js";
+import { ErrorCode, FerryError, type Msg, type BackupStartRequest, type TaskStats } from "../../protocol/mod.js";
+import { digestHex } from "../../lib/block-codec.js";
+import type { BlockWorkers, EncodedBlock } from "../../lib/block-workers.js";
 import type { ChannelSender, Sealed } from "../../lib/datachannel.js";
-import { BufferPool } from "./buffer-pool.js";
 import { Throttle } from "./throttle.js";
 
-/** Blocks in flight between read and send: reads and compressions overlap with publishing. */
-export const PIPELINE_DEPTH = 6;
-
-interface PreparedBlock {
-  index: number;
-  buffer: Buffer;
-  /** Undefined for an all-zero block: counted, never sent. */
-  send?: { digest: string; codec: BlockCodec; rawLen: number; stored: Uint8Array; sum: string };
-}
-
 /**
- * Reads a snapshot disk in fixed blocks and streams the non-zero ones: read → zero check →
- * BLAKE3 → snappy → xxh64 → frames. Up to PIPELINE_DEPTH blocks are in flight; they are sent
- * in disk order.
+ * Blocks in flight between read and send, each in its own slot: reads, the workers' hashing and
+ * compression, and publishing overlap, and the task's memory is bounded by this many blocks.
  */
+export const PIPELINE_DEPTH = 8;
+
 /** Opens the snapshot disk, so a missing or short disk is refused before the task is accepted. */
 export async function openSource(req: Msg<typeof BackupStartRequest>): Promise<FileHandle> {
   if (req.source.mode !== "file") throw new FerryError(ErrorCode.BadRequest, `transport ${String(req.source.mode)} is not supported`);
@@ -37,33 +28,46 @@ export async function openSource(req: Msg<typeof BackupStartRequest>): Promise<F
   return handle;
 }
 
+interface PreparedBlock {
+  index: number;
+  slot: number;
+  length: number;
+  encoded: EncodedBlock;
+}
+
+/**
+ * Reads a snapshot disk in fixed blocks and streams the non-zero ones: read (libuv pool) →
+ * zero check, BLAKE3, snappy, xxh64 (block workers) → frames (event loop). Blocks are sent in
+ * disk order.
+ */
 export async function readAndSend(
   req: Msg<typeof BackupStartRequest>,
   handle: FileHandle,
+  workers: BlockWorkers,
   sender: ChannelSender,
   stats: TaskStats,
   signal: AbortSignal,
 ): Promise<Sealed> {
   const started = performance.now();
   const { blockSize, sizeBytes } = req;
+  const totalBlocks = Math.ceil(sizeBytes / blockSize);
+  const arena = workers.createArena(blockSize, PIPELINE_DEPTH);
+  const throttle = new Throttle(req.throttleBytesPerSec);
+  let blocksSent = 0;
   try {
-    const totalBlocks = Math.ceil(sizeBytes / blockSize);
-    const pool = new BufferPool(blockSize, PIPELINE_DEPTH);
-    const throttle = new Throttle(req.throttleBytesPerSec);
-    let blocksSent = 0;
-
     const prepare = async (index: number): Promise<PreparedBlock> => {
-      const buffer = await pool.acquire();
-      const length = Math.min(blockSize, sizeBytes - index * blockSize);
-      await throttle.take(length, signal);
-      const { bytesRead } = await handle.read(buffer, 0, length, index * blockSize);
-      if (bytesRead !== length) throw new FerryError(ErrorCode.Io, `short read at block ${index} of ${req.source.path}`);
-      const raw = buffer.subarray(0, length);
-      stats.readBytes += length;
-      if (isZero(raw)) return { index, buffer };
-      const digest = digestHex(blockDigest(raw));
-      const { codec, stored } = await compressBlock(raw, req.compression);
-      return { index, buffer, send: { digest, codec, rawLen: length, stored, sum: payloadSum(stored) } };
+      const slot = await arena.acquire();
+      try {
+        const length = Math.min(blockSize, sizeBytes - index * blockSize);
+        await throttle.take(length, signal);
+        const { bytesRead } = await handle.read(arena.view(slot, length), 0, length, index * blockSize);
+        if (bytesRead !== length) throw new FerryError(ErrorCode.Io, `short read at block ${index} of ${req.source.path}`);
+        stats.readBytes += length;
+        return { index, slot, length, encoded: await arena.encode(slot, length, req.compression) };
+      } catch (err) {
+        arena.release(slot);
+        throw err;
+      }
     };
 
     const inFlight: Array<Promise<PreparedBlock>> = [];
@@ -78,30 +82,28 @@ export async function readAndSend(
     refill();
     while (inFlight.length > 0) {
       signal.throwIfAborted();
-      const block = await inFlight.shift()!;
-      const length = Math.min(blockSize, sizeBytes - block.index * blockSize);
-      if (block.send) {
-        await sender.sendBlock({ block: block.index, ...block.send });
+      const { index, slot, length, encoded } = await inFlight.shift()!;
+      if (!encoded.zero) {
+        await sender.sendBlock({ block: index, digest: digestHex(encoded.digest!), codec: encoded.codec!, rawLen: length, sum: encoded.sum!, stored: encoded.stored! });
         blocksSent++;
         stats.blocks++;
         stats.dataBytes += length;
-        stats.transferredBytes += block.send.stored.length;
+        stats.transferredBytes += encoded.stored!.length;
       } else {
         stats.zeroBlocksSkipped++;
       }
       stats.processedBytes += length;
-      // The NATS client copies the payload when it flushes, in a microtask queued by publish:
-      // the buffer is free again after that microtask.
-      queueMicrotask(() => pool.release(block.buffer));
+      // The NATS client copies a payload when it flushes, in a microtask queued by publish: the
+      // slot (which may be the payload itself) is free again after that microtask.
+      queueMicrotask(() => arena.release(slot));
       refill();
     }
     stats.durationMs = Math.round(performance.now() - started);
     return await sender.end({ blocks: blocksSent, totalBlocks, sizeBytes, stats });
   } finally {
-    await handle.close();
+    // Every prepared block has settled by now (awaited above, or the task failed and nothing
+    // awaits them: give their reads a moment to finish before the slots go away).
+    await new Promise((r) => setImmediate(r));
+    arena.close();
   }
-}
-
-export function freshStats(): TaskStats {
-  return emptyTaskStats();
 }

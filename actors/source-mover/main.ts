@@ -1,4 +1,5 @@
 import { Actor } from "../../lib/actor.js";
+import { BlockWorkers } from "../../lib/block-workers.js";
 import { ConfigStore } from "../../lib/config-store.js";
 import { ChannelReceiver, ChannelSender } from "../../lib/datachannel.js";
 import { openBucket } from "../../lib/jetstream-setup.js";
@@ -18,7 +19,7 @@ import {
 } from "../../protocol/mod.js";
 import type { ActorCliOptions } from "../../cli/commands/actor.js";
 import { openSource, readAndSend } from "./backup-reader.js";
-import { openRestoreDestination, restoreHandlers } from "./restore-writer.js";
+import { RESTORE_CONCURRENCY, openRestoreDestination, restoreHandlers } from "./restore-writer.js";
 
 const DEFAULT_SLOTS = 2;
 
@@ -31,6 +32,8 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
   const config = await new ConfigStore(await openBucket(actor.nc, Buckets.config)).getProxy(opts.id);
   const slots = config?.maxTasks ?? opts.slots ?? DEFAULT_SLOTS;
   const mover = new MoverRuntime(actor, "src", slots);
+  const workers = new BlockWorkers();
+  actor.onStop(() => workers.close());
 
   actor.endpoint({
     name: "backup-start",
@@ -51,7 +54,7 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
       mover.run(task, async () => {
         const stopReports = mover.every(task, () => mover.progress(task, stats));
         try {
-          await readAndSend(req, source, sender, stats, task.abort.signal);
+          await readAndSend(req, source, workers, sender, stats, task.abort.signal);
           mover.progress(task, stats);
           actor.log.info({ taskId: task.taskId, stats }, "backup sent and sealed");
         } catch (err) {
@@ -82,7 +85,8 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
         throw err;
       }
       const stats = emptyTaskStats();
-      const receiver = new ChannelReceiver(actor.nc, restoreHandlers(req, handle, path, stats, performance.now()));
+      const { handlers, arena } = restoreHandlers(req, workers, handle, path, stats, performance.now());
+      const receiver = new ChannelReceiver(actor.nc, handlers, { concurrency: RESTORE_CONCURRENCY });
       receiver.start();
       task.abort.signal.addEventListener("abort", () => receiver.fail(FerryError.from(task.abort.signal.reason, ErrorCode.Canceled)), { once: true });
       mover.run(task, async () => {
@@ -93,6 +97,8 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
         } catch (err) {
           await handle.close().catch(() => undefined);
           await mover.failed(task, stats, FerryError.from(err, ErrorCode.Io));
+        } finally {
+          arena.close();
         }
       });
       return { taskId: req.taskId, moverId: actor.id, channel: receiver.offer() };

@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { Actor } from "../../lib/actor.js";
-import { blockDigest, decompressBlock, digestHex } from "../../lib/block-codec.js";
+import { digestHex } from "../../lib/block-codec.js";
+import { BlockWorkers } from "../../lib/block-workers.js";
 import { ConfigStore } from "../../lib/config-store.js";
 import { ChannelReceiver, ChannelSender } from "../../lib/datachannel.js";
 import { openBucket } from "../../lib/jetstream-setup.js";
@@ -58,11 +59,13 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
   let freeBytes = (await repo.info()).freeBytes;
   const slots = record?.maxTasks ?? opts.slots ?? DEFAULT_SLOTS;
   const mover = new MoverRuntime(actor, "tgt", slots, () => ({ repositoryId, freeBytes }));
+  const workers = new BlockWorkers();
   const freeSpaceTimer = setInterval(() => void repo.info().then((i) => (freeBytes = i.freeBytes)).catch(() => undefined), 10_000);
   freeSpaceTimer.unref();
   actor.onStop(async () => {
     clearInterval(freeSpaceTimer);
     await repo.close();
+    await workers.close();
   });
 
   actor.endpoint({
@@ -110,7 +113,7 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
     handler: async (req) => {
       const manifest = await repo.readManifest(req.restorePointId, req.diskId);
       const task = mover.admit(req.taskId, req.sessionId);
-      mover.run(task, () => verifyDisk(mover, repo, task, manifest));
+      mover.run(task, () => verifyDisk(mover, repo, workers, task, manifest));
       return { taskId: req.taskId, moverId: actor.id };
     },
   });
@@ -225,13 +228,14 @@ async function sendRestore(
   }
 }
 
-/** Verify concurrency: decompressions run on the libuv pool, this many at once. */
-const VERIFY_CONCURRENCY = 4;
+/** Blocks checked at once: reads overlap with the block workers' decompression and hashing. */
+const VERIFY_CONCURRENCY = 6;
 const MAX_REPORTED_CORRUPT = 16;
 
 async function verifyDisk(
   mover: MoverRuntime,
   repo: Repository,
+  workers: BlockWorkers,
   task: MoverTask,
   manifest: Awaited<ReturnType<Repository["readManifest"]>>,
 ): Promise<void> {
@@ -241,18 +245,23 @@ async function verifyDisk(
   let corruptBlocks = 0;
   let checked = 0;
   const { totalBlocks, blockSize, sizeBytes } = manifest.header;
+  const arena = workers.createArena(blockSize, VERIFY_CONCURRENCY);
   const stopReports = mover.every(task, () => mover.progress(task, stats));
-  const check = async (index: number, digest: Buffer, read: Promise<Awaited<ReturnType<Repository["readBlock"]>>>) => {
+  const check = async (index: number, digest: Buffer, read: ReturnType<Repository["readBlock"]>) => {
+    const slot = await arena.acquire();
     try {
       const { entry, stored } = await read;
       stats.readBytes += stored.length;
-      const raw = await decompressBlock(stored, entry.codec, entry.rawLen);
-      if (!blockDigest(raw).equals(digest)) throw new FerryError(ErrorCode.Corrupt, "digest mismatch");
-      stats.dataBytes += raw.length;
+      if (stored.length > blockSize) throw new FerryError(ErrorCode.Corrupt, "stored block larger than a block");
+      arena.view(slot).set(stored);
+      await arena.decode(slot, { block: index, storedLength: stored.length, codec: entry.codec, rawLength: entry.rawLen, digest: digestHex(digest), sum: entry.sum });
+      stats.dataBytes += entry.rawLen;
     } catch (err) {
       corruptBlocks++;
       if (corrupt.length < MAX_REPORTED_CORRUPT) corrupt.push(index);
       mover.actor.log.warn({ taskId: task.taskId, block: index, err: (err as Error).message }, "block failed verification");
+    } finally {
+      arena.release(slot);
     }
     checked++;
     stats.blocks = checked;
@@ -274,5 +283,6 @@ async function verifyDisk(
     await mover.failed(task, stats, FerryError.from(task.abort.signal.aborted ? task.abort.signal.reason : err, ErrorCode.Io));
   } finally {
     stopReports();
+    arena.close();
   }
 }
