@@ -289,7 +289,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const spawnChild = (spec: ProcessSpec, logFile: string): ChildProcess => {
       const fd = openSync(logFile, "a");
       try {
-        const child = spawn(process.execPath, ["--import", parentWatchUrl(), cliEntry(), ...spec.args], {
+        // FERRY_CHILD_NODE_ARGS passes Node flags to every child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+        const nodeArgs = (process.env.FERRY_CHILD_NODE_ARGS ?? "").split(" ").filter(Boolean);
+        const child = spawn(process.execPath, [...nodeArgs, "--import", parentWatchUrl(), cliEntry(), ...spec.args], {
           cwd: workdir,
           env: {
             ...process.env,

@@ -63,7 +63,7 @@ export class BlockWorkers {
   private closed = false;
 
   constructor(opts: { threads?: number } = {}) {
-    const threads = opts.threads ?? Math.max(1, Math.min(2, availableParallelism()));
+    const threads = opts.threads ?? (Number(process.env.FERRY_BLOCK_THREADS) || Math.max(1, Math.min(2, availableParallelism())));
     // Built code runs block-worker.js; tests run the TypeScript sources, whose worker needs tsx.
     const fromSource = import.meta.url.endsWith(".ts");
     const url = new URL(fromSource ? "./block-worker.ts" : "./block-worker.js", import.meta.url);

@@ -319,6 +319,10 @@ export class ChannelReceiver {
       this.assembling = undefined;
       this.queue.push(pending);
       this.pump();
+    } else {
+      // A part before the last is credited at once: a block split into more parts than the
+      // window must still complete. Memory stays bounded by the window plus one block.
+      this.grant(1);
     }
   }
 
@@ -329,7 +333,7 @@ export class ChannelReceiver {
       this.handlers.onBlock(block.meta, block.parts).then(
         () => {
           this.running--;
-          this.grant(block.meta.parts);
+          this.grant(1); // the block's last part; earlier parts were credited on arrival
           this.pump();
         },
         (e: unknown) => {

@@ -110,6 +110,8 @@ export function serveEndpoint<Req extends MessageDef, Res extends MessageDef>(
       const work = handle(msg);
       void (hooks.track ? hooks.track(work) : work);
     },
-    ...(spec.queue === undefined ? {} : { queue: spec.queue }),
+    // The services API (3.0.0-25) falls back to its "q" group for an empty queue name, so "no
+    // queue group" is a group of our own per instance: every instance then gets the request.
+    ...(spec.queue === undefined ? {} : { queue: spec.queue === "" ? `solo-${service.info().id}` : spec.queue }),
   });
 }

@@ -1,4 +1,5 @@
 import { connect } from "@nats-io/transport-node";
+import { createInbox } from "@nats-io/nats-core";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Actor } from "../../lib/actor.js";
@@ -114,6 +115,26 @@ describe("broker over NATS", () => {
       expect(hv.state.calls).toBe(3);
     } finally {
       hv.stop();
+    }
+  });
+
+  it("delivers invalidate to every broker instance, not to one of a queue group", async () => {
+    const second = await start({ id: "broker-2", natsUrl: nats.url }, { ttlMs: 30_000, fetchTimeoutMs: 2_000 });
+    await nc.flush();
+    try {
+      const inbox = createInbox();
+      const replies = nc.subscribe(inbox);
+      nc.publish(brokerSubjects.invalidate(), encode(InvalidateRequest, {}), { reply: inbox });
+      const answered: number[] = [];
+      const deadline = setTimeout(() => replies.unsubscribe(), 1_000);
+      for await (const reply of replies) {
+        answered.push(decodeReply(InvalidateResponse, reply.data).invalidated);
+        if (answered.length === 2) break;
+      }
+      clearTimeout(deadline);
+      expect(answered).toHaveLength(2);
+    } finally {
+      await second.stop();
     }
   });
 

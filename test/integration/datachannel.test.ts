@@ -56,6 +56,17 @@ describe("data channel", () => {
     got.forEach((g, i) => expect(g.data.equals(blocks[i]!.stored)).toBe(true));
   });
 
+  it("completes a block split into more parts than the window", async () => {
+    const got: Buffer[] = [];
+    const r = await receiver({ onBlock: async (_meta, parts) => void got.push(Buffer.concat(parts)) }, { window: 2 });
+    const sender = new ChannelSender(sendNc, r.offer());
+    const big = block(0, r.maxFrameBytes * 5 + 17); // 6 parts, window 2
+    await sender.sendBlock(big);
+    await sender.end(endBody(1));
+    expect(got).toHaveLength(1);
+    expect(got[0]!.equals(big.stored)).toBe(true);
+  });
+
   it("never lets the sender have more frames in flight than the window", async () => {
     let inFlight = 0;
     let peak = 0;
