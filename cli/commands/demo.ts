@@ -39,7 +39,7 @@ interface DemoOptions {
   diskImage?: string[];
   workdir?: string;
   json?: boolean;
-  keep?: boolean;
+  clean?: boolean;
 }
 
 export interface DemoDisk {
@@ -261,12 +261,13 @@ export function registerDemoCommand(program: Command): void {
     .option("--disk-image <path>", "use this raw image file as a disk instead of generated content (repeatable)", collect)
     .option("--workdir <dir>", "where everything goes (default: a new temporary folder)")
     .option("--json", "print one JSON object on stdout (progress and logs go to stderr)")
-    .option("--keep", "keep the bulky data (disks, repository, restored files) of a passing run; a failing run keeps it always")
+    .option("--clean", "after a passing run, delete the bulky data (disks, repository, restored files); the report's paths then no longer exist")
     .addHelpText(
       "after",
       `
 Uses $NATS_URL (or --nats) when set, else starts a private nats-server in the workdir.
-The workdir keeps logs/, demo-report.json and, with --keep or on failure, the data.
+The workdir keeps logs/, demo-report.json and the data (the disks and restored files the report
+names, so anyone can check the claim), unless --clean is given and the run passed.
 Exit code: 0 when the backup succeeded (or warned), every restore succeeded, every verify passed
 and every restored disk is byte-identical to its snapshot; 1 otherwise.`,
     )
@@ -296,9 +297,9 @@ and every restored disk is byte-identical to its snapshot; 1 otherwise.`,
         process.stdout.write(`${outcome.text}\n`);
       }
       const workdir = outcome.report.workdir as string;
-      if (outcome.ok && !opts.keep) {
+      if (outcome.ok && opts.clean) {
         for (const bulky of ["hypervisor", "repository", "restored"]) rmSync(join(workdir, bulky), { recursive: true, force: true });
-        log(`(workdir ${workdir} keeps logs/ and demo-report.json; --keep keeps the disks and the repository too)`);
+        log(`(workdir ${workdir} keeps logs/ and demo-report.json)`);
       } else {
         log(`(workdir: ${workdir})`);
       }

@@ -53,8 +53,8 @@ describe("ferry demo", () => {
   afterAll(() => rmSync(workdir, { recursive: true, force: true }));
 
   it("exits 0 and prints one JSON report whose restored disks are byte-identical to their sources", async () => {
-    // --keep: without it a passing demo deletes the disks and restored files this test re-hashes.
-    const run = await runFerry(["demo", "--vms", "3", "--disk-size", "16MiB", "--json", "--workdir", workdir, "--keep"], 90_000);
+    // By default the demo keeps the disks and restored files its report names: this test re-hashes them.
+    const run = await runFerry(["demo", "--vms", "3", "--disk-size", "16MiB", "--json", "--workdir", workdir], 90_000);
     expect(run.code, `ferry demo failed; stderr:\n${run.stderr.slice(-4000)}`).toBe(0);
 
     // Exactly one JSON value, an object, on stdout.
