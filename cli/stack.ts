@@ -37,6 +37,12 @@ export interface StackOptions {
   readyTimeoutMs?: number;
   /** How long `stop()` waits after SIGTERM before SIGKILL. */
   stopTimeoutMs?: number;
+  /**
+   * max_payload of the nats-server the stack starts. Default 2 MiB, so a 1 MiB block that does not
+   * compress travels as one frame; with the stock 1 MiB it is split in two (measured ~20% slower,
+   * docs/performance.md). Ferry works with either.
+   */
+  maxPayloadBytes?: number;
   /** Extra environment for every child (e.g. FERRY_LOG_LEVEL). */
   env?: Record<string, string>;
   /** Progress lines ("starting …", "ready"); silent when unset. */
@@ -90,6 +96,7 @@ export const MOVER_MALLOC_ENV: Readonly<Record<string, string>> = {
 };
 
 const DEFAULT_READY_TIMEOUT_MS = 30_000;
+export const STACK_MAX_PAYLOAD_BYTES = 2 * 1024 * 1024;
 const DEFAULT_STOP_TIMEOUT_MS = 20_000;
 
 // Every child of every stack in this process: killed if the process exits without stopping them.
@@ -260,7 +267,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   try {
     if (options.natsUrl === undefined) {
       log("starting nats-server");
-      nats = await NatsServer.start({ dir: join(workdir, "nats") });
+      nats = await NatsServer.start({ dir: join(workdir, "nats"), maxPayloadBytes: options.maxPayloadBytes ?? STACK_MAX_PAYLOAD_BYTES });
       if (nats.pid !== undefined) natsReaper = spawnReaper(nats.pid);
     }
     const natsUrl = options.natsUrl ?? nats!.url;
