@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     log(`ferry run ${i}: full backup and restore through all actors`);
     const run = await runFerry(image, join(workdir, "ferry"), { log });
     runs.push({ run, restoredIdentical: (await sha256File(run.restoredPath)) === sourceSha });
-    rmSync(join(workdir, "ferry"), { recursive: true, force: true });
+    if (!process.env.FERRY_BENCH_KEEP) rmSync(join(workdir, "ferry"), { recursive: true, force: true });
   }
   // The median run by backup time stands for Ferry; every run is in the JSON.
   const ordered = [...runs].sort((a, b) => a.run.backupSeconds - b.run.backupSeconds);

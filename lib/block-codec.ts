@@ -1,11 +1,9 @@
 import { blake3 } from "@napi-rs/blake-hash";
 import { Xxh64, xxh64 } from "@node-rs/xxhash";
-import { compress, uncompress } from "snappy";
-import { BlockCodec, ErrorCode, FerryError } from "../protocol/mod.js";
 
 /**
- * The per-block operations both movers share: the digest that names a block, the checksum that
- * guards its stored bytes, zero detection, and compression.
+ * The per-block primitives: the digest that names a block, the checksum that guards its stored
+ * bytes, zero and randomness detection. No other imports, so the block workers load little.
  */
 
 /** BLAKE3-256 of a block's raw content: its name in the repository (native: ~5 GB/s here). */
@@ -54,37 +52,6 @@ export function sampleEntropy(data: Uint8Array): number {
     if (c > 0) bits -= (c / n) * Math.log2(c / n);
   }
   return bits;
-}
-
-export interface CompressedBlock {
-  codec: BlockCodec;
-  stored: Uint8Array;
-}
-
-/**
- * Snappy off the event loop (libuv pool); the result is kept only when smaller, so random data
- * is stored as is and never grows. Blocks whose sample looks random skip snappy altogether. `copyOutputData` gives V8-tracked buffers, so garbage
- * collection sees their size and RSS stays bounded (external napi buffers are collected late).
- */
-export async function compressBlock(raw: Uint8Array, codec: BlockCodec): Promise<CompressedBlock> {
-  if (codec === BlockCodec.None || sampleEntropy(raw) > INCOMPRESSIBLE_ENTROPY_BITS) return { codec: BlockCodec.None, stored: raw };
-  const compressed = await compress(raw, { copyOutputData: true });
-  return compressed.length < raw.length ? { codec: BlockCodec.Snappy, stored: compressed } : { codec: BlockCodec.None, stored: raw };
-}
-
-export async function decompressBlock(stored: Uint8Array, codec: BlockCodec, rawLen: number): Promise<Uint8Array> {
-  if (codec === BlockCodec.None) {
-    if (stored.length !== rawLen) throw new FerryError(ErrorCode.Corrupt, `stored block is ${stored.length} bytes, expected ${rawLen}`);
-    return stored;
-  }
-  let raw: Buffer;
-  try {
-    raw = (await uncompress(stored, { asBuffer: true, copyOutputData: true })) as Buffer;
-  } catch (err) {
-    throw new FerryError(ErrorCode.Corrupt, `block does not decompress: ${(err as Error).message}`);
-  }
-  if (raw.length !== rawLen) throw new FerryError(ErrorCode.Corrupt, `block decompressed to ${raw.length} bytes, expected ${rawLen}`);
-  return raw;
 }
 
 export function digestHex(digest: Uint8Array): string {

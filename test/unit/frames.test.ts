@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FerryError, FrameHeader, readBlockFrameMeta, readFrameKind, writeBlockFrameHeaders, type BlockFrameMeta } from "../../protocol/mod.js";
-import { compressBlock, decompressBlock, isZero, payloadSum, sampleEntropy, INCOMPRESSIBLE_ENTROPY_BITS } from "../../lib/block-codec.js";
+import { isZero, payloadSum, sampleEntropy, INCOMPRESSIBLE_ENTROPY_BITS } from "../../lib/block-codec.js";
 import { randomBytes } from "node:crypto";
 
 class Headers {
@@ -52,26 +52,10 @@ describe("block codec", () => {
     expect(isZero(block)).toBe(false);
   });
 
-  it("compresses text, stores random data as is, and restores both", async () => {
+  it("tells random data from text by a sample's entropy", () => {
     const text = Buffer.from("2026-11-26 INFO request served in 12 ms\n".repeat(30000).slice(0, 1 << 20));
-    const random = randomBytes(1 << 20);
-    expect(sampleEntropy(random)).toBeGreaterThan(INCOMPRESSIBLE_ENTROPY_BITS);
+    expect(sampleEntropy(randomBytes(1 << 20))).toBeGreaterThan(INCOMPRESSIBLE_ENTROPY_BITS);
     expect(sampleEntropy(text)).toBeLessThan(INCOMPRESSIBLE_ENTROPY_BITS);
-    const t = await compressBlock(text, "snappy");
-    expect(t.codec).toBe("snappy");
-    expect(t.stored.length).toBeLessThan(text.length / 4);
-    expect(Buffer.from(await decompressBlock(t.stored, t.codec, text.length)).equals(text)).toBe(true);
-    const r = await compressBlock(random, "snappy");
-    expect(r.codec).toBe("none");
-    expect(Buffer.from(await decompressBlock(r.stored, r.codec, random.length)).equals(random)).toBe(true);
-  });
-
-  it("reports a corrupt compressed block instead of returning wrong bytes", async () => {
-    const text = Buffer.from("abcabcabc".repeat(100_000));
-    const { stored, codec } = await compressBlock(text, "snappy");
-    const damaged = Buffer.from(stored);
-    damaged[10] = damaged[10]! ^ 0xff;
-    await expect(decompressBlock(damaged.subarray(0, damaged.length - 5), codec, text.length)).rejects.toMatchObject({ code: "corrupt" });
   });
 
   it("checksums parts the same as the whole payload", () => {
