@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, totalmem, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { spawnSync } from "node:child_process";
 import { Command } from "commander";
 import { generateDiskImage } from "../simulators/content.js";
 import { parseSize } from "../simulators/size.js";
@@ -23,13 +24,24 @@ const program = new Command("ferry-bench")
   .option("--skip-peers", "do not run restic and borg")
   .option("--skip-ceiling", "do not run the single-process ceiling")
   .option("--runs <n>", "Ferry backup+restore runs, each on a fresh stack; the median run is reported", "1")
+  .option("--warm-memory <size>", "touch this much memory first (0 skips): on VMs whose memory is backed lazily, the first use of a page is ~10x slower and would penalise whichever tool runs first", "8GiB")
   .parse();
 
-const opts = program.opts<{ json?: boolean; size: string; sparseSize: string; workdir?: string; seed: string; skipPeers?: boolean; skipCeiling?: boolean; runs: string }>();
+const opts = program.opts<{ json?: boolean; size: string; sparseSize: string; workdir?: string; seed: string; skipPeers?: boolean; skipCeiling?: boolean; runs: string; warmMemory: string }>();
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 const MB = 1e6;
 
+/** Touches `bytes` of memory in a child process, which then exits and leaves the pages to the page cache. */
+function warmMemory(bytes: number): void {
+  if (bytes <= 0) return;
+  const started = performance.now();
+  const script = `const b = []; for (let i = 0; i < ${Math.ceil(bytes / 2 ** 28)}; i++) b.push(Buffer.alloc(2 ** 28, 1));`;
+  const r = spawnSync(process.execPath, ["--max-old-space-size=256", "-e", script], { stdio: "inherit" });
+  log(`warmed ${(bytes / 2 ** 30).toFixed(1)} GiB of memory in ${((performance.now() - started) / 1000).toFixed(1)} s${r.status === 0 ? "" : " (warm-up failed; results may be noisy)"}`);
+}
+
 async function main(): Promise<void> {
+  warmMemory(parseSize(opts.warmMemory));
   const workdir = resolve(opts.workdir ?? mkdtempSync(join(tmpdir(), "ferry-bench-")));
   mkdirSync(workdir, { recursive: true });
   const sizeBytes = parseSize(opts.size);

@@ -8,7 +8,7 @@ import { Xxh64, xxh64 } from "@node-rs/xxhash";
 
 /** BLAKE3-256 of a block's raw content: its name in the repository (native: ~5 GB/s here). */
 export function blockDigest(raw: Uint8Array): Buffer {
-  return blake3(raw);
+  return blake3(Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength));
 }
 
 /** xxh64 of stored (compressed) bytes as 16 hex digits: a cheap guard against corruption in flight and at rest. */
