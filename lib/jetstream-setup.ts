@@ -75,7 +75,9 @@ export async function ensureJetStreamResources(nc: NatsConnection, opts: JetStre
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     ack_wait: nanos(60_000),
-    max_deliver: 20,
+    // Unlimited: a trigger the manager could not take yet (KV unreachable, draining) is never
+    // dropped; one that can never run is terminated by the manager and reported.
+    max_deliver: -1,
     max_ack_pending: 64,
     filter_subject: triggerSubjects.all(),
   };
