@@ -18,6 +18,7 @@ import {
   type TaskStats,
 } from "../protocol/mod.js";
 import type { Actor } from "./actor.js";
+import type { ChannelReceiver, Sealed } from "./datachannel.js";
 
 /** A task a mover runs: its cancel switch and the session it belongs to. */
 export interface MoverTask {
@@ -107,6 +108,14 @@ export class MoverRuntime {
     return task;
   }
 
+  /** Gives back the slot of a task that could not start (its request is answered with the error). */
+  abandon(task: MoverTask): void {
+    if (this.tasks.get(task.taskId) === task) {
+      this.tasks.delete(task.taskId);
+      this.heartbeat();
+    }
+  }
+
   /** Runs the task's work in the background, tracked for draining; the slot is freed when it ends. */
   run(task: MoverTask, work: () => Promise<void>): void {
     const done = work()
@@ -118,6 +127,26 @@ export class MoverRuntime {
         this.heartbeat();
       });
     void this.actor.track(done);
+  }
+
+  /**
+   * Runs a task whose side receives on a data channel: canceling it fails the channel, the seal
+   * is reported as the task's done event, any failure as its failed event; `cleanup` always runs.
+   */
+  receive(task: MoverTask, receiver: ChannelReceiver, stats: TaskStats, hooks: { sealed?: (sealed: Sealed) => void; cleanup?: () => Promise<void> | void } = {}): void {
+    receiver.start();
+    task.abort.signal.addEventListener("abort", () => receiver.fail(FerryError.from(task.abort.signal.reason, ErrorCode.Canceled)), { once: true });
+    this.run(task, async () => {
+      try {
+        const sealed = await receiver.done;
+        await this.done(task, sealed.stats, sealed.outcome);
+        hooks.sealed?.(sealed);
+      } catch (err) {
+        await this.failed(task, stats, FerryError.from(err, ErrorCode.Io));
+      } finally {
+        await hooks.cleanup?.();
+      }
+    });
   }
 
   cancel(taskId: string, reason: string): boolean {
@@ -155,9 +184,9 @@ export class MoverRuntime {
     }
   }
 
-  /** Calls `report` about once a second until the returned stop function is called. */
-  every(task: MoverTask, report: () => void, intervalMs = 1_000): () => void {
-    const timer = setInterval(report, intervalMs);
+  /** Reports the task's progress about once a second until the returned function stops it. */
+  reportProgress(task: MoverTask, stats: TaskStats, intervalMs = 1_000): () => void {
+    const timer = setInterval(() => this.progress(task, stats), intervalMs);
     timer.unref();
     return () => clearInterval(timer);
   }

@@ -1,3 +1,4 @@
+import type { FileHandle } from "node:fs/promises";
 import { Actor } from "../../lib/actor.js";
 import { BlockWorkers } from "../../lib/block-workers.js";
 import { ConfigStore } from "../../lib/config-store.js";
@@ -41,18 +42,18 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
     request: BackupStartRequest,
     response: TaskAccepted,
     handler: async (req) => {
-      const source = await openSource(req);
-      let task;
+      const task = mover.admit(req.taskId, req.sessionId);
+      let source: FileHandle;
       try {
-        task = mover.admit(req.taskId, req.sessionId);
+        source = await openSource(req);
       } catch (err) {
-        await source.close();
+        mover.abandon(task);
         throw err;
       }
       const stats = emptyTaskStats();
       const sender = new ChannelSender(actor.nc, req.channel);
       mover.run(task, async () => {
-        const stopReports = mover.every(task, () => mover.progress(task, stats));
+        const stopReports = mover.reportProgress(task, stats);
         try {
           await readAndSend(req, source, workers, sender, stats, task.abort.signal);
           mover.progress(task, stats);
@@ -64,6 +65,7 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
         } finally {
           stopReports();
           sender.close();
+          await source.close();
         }
       });
       return { taskId: req.taskId, moverId: actor.id };
@@ -76,30 +78,25 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
     request: RestoreOpenRequest,
     response: ChannelOpened,
     handler: async (req) => {
-      const { handle, path } = await openRestoreDestination(req);
-      let task;
+      // The slot first: a destination is only created (or truncated) for a task that will run.
+      const task = mover.admit(req.taskId, req.sessionId);
+      let destination: Awaited<ReturnType<typeof openRestoreDestination>>;
       try {
-        task = mover.admit(req.taskId, req.sessionId);
+        destination = await openRestoreDestination(req);
       } catch (err) {
-        await handle.close();
+        mover.abandon(task);
         throw err;
       }
+      const { handle, path } = destination;
       const stats = emptyTaskStats();
       const { handlers, arena } = restoreHandlers(req, workers, handle, path, stats, performance.now());
       const receiver = new ChannelReceiver(actor.nc, handlers, { concurrency: RESTORE_CONCURRENCY });
-      receiver.start();
-      task.abort.signal.addEventListener("abort", () => receiver.fail(FerryError.from(task.abort.signal.reason, ErrorCode.Canceled)), { once: true });
-      mover.run(task, async () => {
-        try {
-          const sealed = await receiver.done;
-          await mover.done(task, sealed.stats, sealed.outcome);
-          actor.log.info({ taskId: task.taskId, path }, "restore written and synced");
-        } catch (err) {
-          await handle.close().catch(() => undefined);
-          await mover.failed(task, stats, FerryError.from(err, ErrorCode.Io));
-        } finally {
+      mover.receive(task, receiver, stats, {
+        sealed: () => actor.log.info({ taskId: task.taskId, path }, "restore written and synced"),
+        cleanup: async () => {
           arena.close();
-        }
+          await handle.close().catch(() => undefined); // already closed once sealed
+        },
       });
       return { taskId: req.taskId, moverId: actor.id, channel: receiver.offer() };
     },

@@ -77,16 +77,8 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
       const task = mover.admit(req.taskId, req.sessionId);
       const stats = emptyTaskStats();
       const receiver = new ChannelReceiver(actor.nc, ingestHandlers(repo, req, stats, performance.now()));
-      receiver.start();
-      task.abort.signal.addEventListener("abort", () => receiver.fail(FerryError.from(task.abort.signal.reason, ErrorCode.Canceled)), { once: true });
-      mover.run(task, async () => {
-        try {
-          const sealed = await receiver.done;
-          await mover.done(task, sealed.stats, sealed.outcome);
-          actor.log.info({ taskId: task.taskId, restorePointId: req.restorePointId, diskId: req.diskId, stats: sealed.stats }, "disk backup durable");
-        } catch (err) {
-          await mover.failed(task, stats, FerryError.from(err, ErrorCode.Io));
-        }
+      mover.receive(task, receiver, stats, {
+        sealed: (sealed) => actor.log.info({ taskId: task.taskId, restorePointId: req.restorePointId, diskId: req.diskId, stats: sealed.stats }, "disk backup durable"),
       });
       return { taskId: req.taskId, moverId: actor.id, channel: receiver.offer() };
     },
@@ -200,7 +192,7 @@ async function sendRestore(
   const stats = emptyTaskStats();
   const sender = new ChannelSender(actor.nc, req.channel);
   const { totalBlocks, blockSize, sizeBytes } = manifest.header;
-  const stopReports = mover.every(task, () => mover.progress(task, stats));
+  const stopReports = mover.reportProgress(task, stats);
   try {
     let sent = 0;
     for await (const block of readManifestBlocks(repo, manifest, task.abort.signal)) {
@@ -246,7 +238,7 @@ async function verifyDisk(
   let checked = 0;
   const { totalBlocks, blockSize, sizeBytes } = manifest.header;
   const arena = workers.createArena(blockSize, VERIFY_CONCURRENCY);
-  const stopReports = mover.every(task, () => mover.progress(task, stats));
+  const stopReports = mover.reportProgress(task, stats);
   const check = async (index: number, digest: Buffer, read: ReturnType<Repository["readBlock"]>) => {
     const slot = await arena.acquire();
     try {
