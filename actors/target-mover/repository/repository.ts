@@ -60,6 +60,8 @@ export interface AppendResult {
  */
 export class Repository {
   private readonly index = new Map<string, BlockLocation>();
+  /** Index entries of each pack not sealed yet, to mark them durable when it is. */
+  private readonly unsealed = new Map<PackWriter, Array<{ key: string; location: BlockLocation }>>();
   private current?: PackWriter;
   private readonly sealing = new Set<Promise<void>>();
   private readonly readers = new Map<string, Promise<FileHandle>>();
@@ -150,7 +152,11 @@ export class Repository {
     // From here to the end nothing awaits: the reservation and the index entry happen together.
     const writer = this.current!;
     const { offset, written } = writer.append(entry, payload);
-    this.index.set(key, { packId: writer.packId, offset, rawLen: entry.rawLen, storedLen: entry.storedLen, codec: entry.codec, sum: entry.sum, writer });
+    const location: BlockLocation = { packId: writer.packId, offset, rawLen: entry.rawLen, storedLen: entry.storedLen, codec: entry.codec, sum: entry.sum, writer };
+    this.index.set(key, location);
+    let pending = this.unsealed.get(writer);
+    if (!pending) this.unsealed.set(writer, (pending = []));
+    pending.push({ key, location });
     this.storedBytes += entry.storedLen;
     void written.catch(() => {
       if (this.index.get(key)?.writer === writer) this.index.delete(key);
@@ -180,7 +186,17 @@ export class Repository {
   }
 
   private trackSeal(writer: PackWriter): Promise<void> {
-    const sealed = writer.seal().then(() => this.onSealed(writer));
+    const sealed = writer.seal().then(
+      () => this.onSealed(writer),
+      (err: unknown) => {
+        // Its blocks were never durable: forget them, so the next task stores them again.
+        for (const { key, location } of this.unsealed.get(writer) ?? []) {
+          if (this.index.get(key) === location) this.index.delete(key);
+        }
+        this.unsealed.delete(writer);
+        throw err;
+      },
+    );
     this.sealing.add(sealed);
     const forget = () => this.sealing.delete(sealed);
     sealed.then(forget, forget);
@@ -188,9 +204,8 @@ export class Repository {
   }
 
   private onSealed(writer: PackWriter): void {
-    for (const location of this.index.values()) {
-      if (location.writer === writer) delete location.writer;
-    }
+    for (const { location } of this.unsealed.get(writer) ?? []) delete location.writer;
+    this.unsealed.delete(writer);
   }
 
   /**
