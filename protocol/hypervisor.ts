@@ -2,7 +2,7 @@ import { z } from "zod";
 import { ByteCount, EpochMs, Id } from "./common.js";
 import { defineMessage } from "./codec.js";
 import { Inventory, VmInfo } from "./inventory.js";
-import { subject, subjectPattern } from "./subject.js";
+import { subject } from "./subject.js";
 
 /**
  * The hypervisor API as Ferry sees it: `ferry.hv.<hypervisorId>.<verb>`. The simulator serves it;
@@ -21,8 +21,6 @@ export const hypervisorSubjects = {
   vmCreate: (hypervisorId: string) => subject("hv", hypervisorId, "vm", "create"),
   /** `ferry.hv.<hypervisorId>.sim.<verb>`: simulator-only controls (tests, demo). */
   sim: (hypervisorId: string, verb: SimVerb) => subject("hv", hypervisorId, "sim", verb),
-  /** `ferry.hv.<hypervisorId>.>`: everything the hypervisor serves. */
-  all: (hypervisorId: string) => subjectPattern("hv", hypervisorId, ">"),
 } as const;
 
 /**

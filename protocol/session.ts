@@ -143,8 +143,6 @@ export const eventSubjects = {
   /** `ferry.evt.<src|tgt>.<sessionId>.<taskId>.<progress|done|failed>` */
   task: (role: MoverRole, sessionId: string, taskId: string, what: TaskEventKind) =>
     subject("evt", role, sessionId, taskId, what),
-  /** `ferry.evt.*.<sessionId>.>`: everything about one session. */
-  session: (sessionId: string) => subjectPattern("evt", "*", sessionId, ">"),
   /** `ferry.evt.src.<sessionId>.>` and `ferry.evt.tgt.<sessionId>.>`: the movers' task events. */
   moverTasks: (sessionId: string) => [subjectPattern("evt", "src", sessionId, ">"), subjectPattern("evt", "tgt", sessionId, ">")],
   /** `ferry.evt.>` */
