@@ -16,20 +16,19 @@ import {
   ListHostsResponse,
   ListVmsRequest,
   ListVmsResponse,
-  PROTOCOL_VERSION,
   brokerSubjects,
   decode,
   decodeReply,
   encode,
   encodeError,
   hypervisorSubjects,
-  packValue,
   type BodyIn,
   type Inventory,
   type MessageDef,
   type VmInfo,
 } from "../../protocol/mod.js";
 import { start } from "../../actors/broker/main.js";
+import { expectMalformedRefused, type MalformedProbe } from "../harness/malformed.js";
 import { startTestNats } from "../harness/nats.js";
 
 let nats: Awaited<ReturnType<typeof startTestNats>>;
@@ -196,33 +195,15 @@ describe("broker over NATS", () => {
     });
     afterAll(() => hv.stop());
 
-    const cases: Array<{ name: string; subject: () => string; def: MessageDef; valid: object; invalid: object; res: MessageDef }> = [
-      { name: "hosts", subject: brokerSubjects.hosts, def: ListHostsRequest, valid: { hypervisorId: "hv-m" }, invalid: { hypervisorId: "a.b" }, res: ListHostsResponse },
-      { name: "vms", subject: brokerSubjects.vms, def: ListVmsRequest, valid: { hypervisorId: "hv-m" }, invalid: { hypervisorId: "hv-m", selectors: "all" }, res: ListVmsResponse },
-      { name: "vm", subject: brokerSubjects.vm, def: GetVmRequest, valid: { hypervisorId: "hv-m", vmId: "vm-1" }, invalid: { hypervisorId: "hv-m" }, res: GetVmResponse },
-      { name: "invalidate", subject: brokerSubjects.invalidate, def: InvalidateRequest, valid: {}, invalid: { hypervisorId: 42 }, res: InvalidateResponse },
+    const cases: Array<{ name: string } & MalformedProbe<MessageDef>> = [
+      { name: "hosts", subject: brokerSubjects.hosts(), request: ListHostsRequest, valid: { hypervisorId: "hv-m" }, invalid: { hypervisorId: "a.b" }, response: ListHostsResponse, other: GetVmRequest },
+      { name: "vms", subject: brokerSubjects.vms(), request: ListVmsRequest, valid: { hypervisorId: "hv-m" }, invalid: { hypervisorId: "hv-m", selectors: "all" }, response: ListVmsResponse, other: GetVmRequest },
+      { name: "vm", subject: brokerSubjects.vm(), request: GetVmRequest, valid: { hypervisorId: "hv-m", vmId: "vm-1" }, invalid: { hypervisorId: "hv-m" }, response: GetVmResponse, other: ListHostsRequest },
+      { name: "invalidate", subject: brokerSubjects.invalidate(), request: InvalidateRequest, valid: {}, invalid: { hypervisorId: 42 }, response: InvalidateResponse, other: GetVmRequest },
     ];
-    for (const c of cases) {
-      it(`answers garbage, a wrong message type and version 99 on ${c.name} with error replies, then still serves`, async () => {
-        const other = c.def === GetVmRequest ? ListHostsRequest : GetVmRequest;
-        const payloads: Array<[string, Uint8Array, string]> = [
-          ["garbage bytes", Buffer.from([0xc1, 0x00, 0xff, 0x13]), ErrorCode.BadRequest],
-          ["a wrong message type", packValue({ hypervisorId: "hv-m", vmId: "vm-1", v: PROTOCOL_VERSION, type: other.type }), ErrorCode.BadRequest],
-          ["version 99", packValue({ ...c.valid, v: 99, type: c.def.type }), ErrorCode.UnsupportedVersion],
-          ["a schema violation", packValue({ ...c.invalid, v: PROTOCOL_VERSION, type: c.def.type }), ErrorCode.BadRequest],
-        ];
-        for (const [label, payload, code] of payloads) {
-          const reply = await nc.request(c.subject(), payload, { timeout: 5_000 });
-          let thrown: unknown;
-          try {
-            decodeReply(c.res, reply.data);
-          } catch (err) {
-            thrown = err;
-          }
-          expect(thrown, label).toMatchObject({ code, retryable: false });
-        }
-        const ok = await nc.request(c.subject(), packValue({ ...c.valid, v: PROTOCOL_VERSION, type: c.def.type }), { timeout: 5_000 });
-        expect(() => decodeReply(c.res, ok.data)).not.toThrow();
+    for (const { name, ...probe } of cases) {
+      it(`answers garbage, a wrong message type and version 99 on ${name} with error replies, then still serves`, async () => {
+        await expectMalformedRefused(nc, probe);
       });
     }
   });

@@ -9,21 +9,18 @@ import {
   AgentThawRequest,
   AgentThawResponse,
   ErrorCode,
-  PROTOCOL_VERSION,
   QuiesceRequest,
   QuiesceResponse,
   ThawRequest,
   ThawResponse,
   decode,
-  decodeReply,
   encode,
   encodeError,
   guestAgentSubjects,
   guestProcessorSubjects,
-  packValue,
-  type MessageDef,
 } from "../../protocol/mod.js";
 import { start } from "../../actors/guest-processor/main.js";
+import { expectMalformedRefused } from "../harness/malformed.js";
 import { startTestNats } from "../harness/nats.js";
 
 let nats: Awaited<ReturnType<typeof startTestNats>>;
@@ -176,50 +173,29 @@ describe("guest processor over NATS", () => {
     });
     afterAll(() => agent.stop());
 
-    const cases: Array<{ name: string; subject: () => string; def: MessageDef; valid: () => Promise<object>; invalid: object; res: MessageDef; other: MessageDef }> = [
-      {
-        name: "quiesce",
-        subject: guestProcessorSubjects.quiesce,
-        def: QuiesceRequest,
-        valid: async () => ({ sessionId: "sess-1", vmId: "vm-mal", freezeTimeoutMs: 5_000 }),
+    it("answers garbage, a wrong message type and version 99 on quiesce with error replies, then still serves", async () => {
+      const res = await expectMalformedRefused(nc, {
+        subject: guestProcessorSubjects.quiesce(),
+        request: QuiesceRequest,
+        response: QuiesceResponse,
+        valid: { sessionId: "sess-1", vmId: "vm-mal", freezeTimeoutMs: 5_000 },
         invalid: { sessionId: "sess-1", vmId: "vm-mal", freezeTimeoutMs: 5 },
-        res: QuiesceResponse,
         other: ThawRequest,
-      },
-      {
-        name: "thaw",
-        subject: guestProcessorSubjects.thaw,
-        def: ThawRequest,
-        valid: async () => ({ sessionId: "sess-1", vmId: "vm-mal", freezeId: (await quiesce("vm-mal", 5_000)).freezeId }),
-        invalid: { sessionId: "sess-1", vmId: "vm-mal" },
-        res: ThawResponse,
-        other: QuiesceRequest,
-      },
-    ];
-    for (const c of cases) {
-      it(`answers garbage, a wrong message type and version 99 on ${c.name} with error replies, then still serves`, async () => {
-        const valid = await c.valid();
-        const payloads: Array<[string, Uint8Array, string]> = [
-          ["garbage bytes", Buffer.from([0xc1, 0x00, 0xff, 0x13]), ErrorCode.BadRequest],
-          ["a wrong message type", packValue({ ...valid, v: PROTOCOL_VERSION, type: c.other.type }), ErrorCode.BadRequest],
-          ["version 99", packValue({ ...valid, v: 99, type: c.def.type }), ErrorCode.UnsupportedVersion],
-          ["a schema violation", packValue({ ...c.invalid, v: PROTOCOL_VERSION, type: c.def.type }), ErrorCode.BadRequest],
-        ];
-        for (const [label, payload, code] of payloads) {
-          const reply = await nc.request(c.subject(), payload, { timeout: 5_000 });
-          let thrown: unknown;
-          try {
-            decodeReply(c.res, reply.data);
-          } catch (err) {
-            thrown = err;
-          }
-          expect(thrown, label).toMatchObject({ code, retryable: false });
-        }
-        const ok = await nc.request(c.subject(), packValue({ ...valid, v: PROTOCOL_VERSION, type: c.def.type }), { timeout: 5_000 });
-        const res = decodeReply(c.res, ok.data) as { freezeId?: string };
-        if (c.def === QuiesceRequest) await thaw("vm-mal", res.freezeId!);
       });
-    }
+      await thaw("vm-mal", res.freezeId);
+    });
+
+    it("answers garbage, a wrong message type and version 99 on thaw with error replies, then still serves", async () => {
+      const { freezeId } = await quiesce("vm-mal", 5_000);
+      await expectMalformedRefused(nc, {
+        subject: guestProcessorSubjects.thaw(),
+        request: ThawRequest,
+        response: ThawResponse,
+        valid: { sessionId: "sess-1", vmId: "vm-mal", freezeId },
+        invalid: { sessionId: "sess-1", vmId: "vm-mal" },
+        other: QuiesceRequest,
+      });
+    });
   });
 
   it("thaws every active freeze when it drains", async () => {
