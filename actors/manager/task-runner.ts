@@ -169,8 +169,11 @@ async function awaitTaskEnd(
 ): Promise<void> {
   const inbox = ctx.hub.inbox(task.id);
   const reports: Partial<Record<MoverRole, TaskStats>> = {};
+  // Only reports of the task's own movers count as signs of life.
+  let silentAt = Date.now() + ctx.silenceMs;
+  const foreignMovers = new Set<string>();
   for (;;) {
-    const next = await inbox.next(ctx.silenceMs, signal);
+    const next = await inbox.next(Math.max(0, silentAt - Date.now()), signal);
     if (next.type === "aborted") {
       const error = abortError(signal);
       await cancelMovers(ctx, task.id, movers, error.message);
@@ -182,6 +185,18 @@ async function awaitTaskEnd(
       throw error;
     }
     const { event } = next;
+    const assigned = event.role === MoverRole.Source ? task.proxyId : task.targetMoverId;
+    if (event.event.moverId !== assigned) {
+      // Once per foreign mover: one that keeps reporting must not flood the log.
+      if (foreignMovers.has(event.event.moverId)) continue;
+      foreignMovers.add(event.event.moverId);
+      ctx.log.warn(
+        { sessionId: ctx.recorder.id, taskId: task.id, role: event.role, moverId: event.event.moverId, assigned, kind: event.kind },
+        "ignoring a task event from a mover not assigned to the task",
+      );
+      continue;
+    }
+    silentAt = Date.now() + ctx.silenceMs;
     reports[event.role] = event.event.stats;
     task.stats = mergeTaskStats(reports[MoverRole.Source], reports[MoverRole.Target]);
     ctx.recorder.changed();

@@ -41,6 +41,7 @@ import {
   vm,
   waitForSession,
   waitForTriggersSettled,
+  type TaskBehavior,
 } from "./manager-fakes.js";
 
 const MANAGER_ID = "mgr-test";
@@ -82,8 +83,22 @@ describe("manager backup sessions against fake peers", () => {
     js = jetstream(nc);
     ({ config, sessions } = await stores(nc));
     peers = new FakePeers(nc);
-    peers.vms = [vm("vm-a", 2), vm("vm-b", 1, { tags: ["web"] }), vm("vm-bad", 2), vm("vm-quiet", 1), vm("vm-app", 1, { guestAgent: true })];
-    peers.behavior = (task) => (task.taskId.startsWith("vm-bad-disk1-") ? "fail" : task.taskId.startsWith("vm-quiet") ? "silent" : "succeed");
+    peers.vms = [
+      vm("vm-a", 2),
+      vm("vm-b", 1, { tags: ["web"] }),
+      vm("vm-bad", 2),
+      vm("vm-quiet", 1),
+      vm("vm-app", 1, { guestAgent: true }),
+      vm("vm-spoofed", 1),
+      vm("vm-haunted", 1),
+    ];
+    const behaviors: Array<[string, TaskBehavior]> = [
+      ["vm-bad-disk1-", "fail"],
+      ["vm-quiet", "silent"],
+      ["vm-spoofed", "impostor"],
+      ["vm-haunted", "impostor-only"],
+    ];
+    peers.behavior = (task) => behaviors.find(([prefix]) => task.taskId.startsWith(prefix))?.[1] ?? "succeed";
     peers.start();
     ended = collect(nc, subjectPattern("evt", "mgr", "*", "ended"), (data) => decode(SessionEndedEvent, data));
     rejected = collect(nc, managerSubjects.triggerRejected(), (data) => decode(TriggerRejectedEvent, data));
@@ -92,6 +107,8 @@ describe("manager backup sessions against fake peers", () => {
     await putJob({ id: "clean", vms: [{ id: "vm-a" }] });
     await putJob({ id: "broken", vms: [{ id: "vm-bad" }] });
     await putJob({ id: "quiet", vms: [{ id: "vm-quiet" }] });
+    await putJob({ id: "spoofed", vms: [{ id: "vm-spoofed" }] });
+    await putJob({ id: "haunted", vms: [{ id: "vm-haunted" }] });
     await putJob({ id: "app", vms: [{ id: "vm-app" }], guestProcessing: { enabled: true, onFailure: "warn" } });
     // Published while no manager runs: the durable consumer keeps it.
     await trigger("clean", { requestId: earlyRequest, requestedAt: earlyAt });
@@ -264,6 +281,26 @@ describe("manager backup sessions against fake peers", () => {
     expect(task.error?.message).toContain("mover silent");
     expect(countOf(peers.releases, task.id)).toBe(1);
     expect(peers.cancels.filter((c) => c.taskId === task.id)).toHaveLength(2);
+  });
+
+  it("ignores a task event from a mover not assigned to the task", async () => {
+    const sessionId = await trigger("spoofed");
+    const session = await waitForSession(sessions, sessionId, completed);
+    expect(session.result).toBe("success");
+    const task = session.tasks[0]!;
+    expect(task.state).toBe("succeeded");
+    expect(task.error).toBeUndefined();
+    expect(peers.cancels.filter((c) => c.taskId === task.id)).toHaveLength(0);
+  });
+
+  it("does not count reports of a foreign mover as signs of life of the task's movers", async () => {
+    const sessionId = await trigger("haunted");
+    const session = await waitForSession(sessions, sessionId, completed, SILENCE_MS + 5_000);
+    const task = session.tasks[0]!;
+    expect(task.state).toBe("failed");
+    expect(task.error?.message).toContain("mover silent");
+    expect(task.stats.processedBytes).toBe(0);
+    expect(countOf(peers.releases, task.id)).toBe(1);
   });
 
   it("answers a malformed stop request with an error, and an unknown session with not_found", async () => {

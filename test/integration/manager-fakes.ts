@@ -67,8 +67,15 @@ export const PROXY = "proxy1";
 export const TARGET = "tgt1";
 export const MiB = 1024 * 1024;
 
-/** What a fake mover does with a task once started. */
-export type TaskBehavior = "succeed" | "fail" | "silent";
+/**
+ * What a fake mover does with a task once started. `impostor`: a mover not assigned to the task
+ * first reports it failed, then the real movers finish it; `impostor-only`: the real movers stay
+ * silent while a foreign mover keeps reporting progress.
+ */
+export type TaskBehavior = "succeed" | "fail" | "silent" | "impostor" | "impostor-only";
+
+/** A mover id the scheduler never assigns. */
+export const IMPOSTOR = "mover-impostor";
 
 export interface StartedTask {
   sessionId: string;
@@ -270,6 +277,10 @@ export class FakePeers {
     this.started.push(task);
     const behavior = this.behavior(task);
     if (behavior === "silent") return;
+    if (behavior === "impostor-only") {
+      this.impersonate(task, receiver);
+      return;
+    }
     const half = Math.floor(task.sizeBytes / 2);
     const progress: TaskStats = { processedBytes: half, readBytes: half, dataBytes: half, transferredBytes: Math.floor(half / 2), storedBytes: 0, blocks: 1, zeroBlocksSkipped: 0, dedupedBlocks: 0, durationMs: 10 };
     const final: TaskStats = {
@@ -285,6 +296,12 @@ export class FakePeers {
     };
     const base = { sessionId: task.sessionId, taskId: task.taskId, at: Date.now() };
     void (async () => {
+      if (behavior === "impostor") {
+        await this.js.publish(
+          eventSubjects.task(receiver, task.sessionId, task.taskId, "failed"),
+          encode(TaskFailedEvent, { ...base, moverId: IMPOSTOR, stats: progress, error: { code: ErrorCode.Io, message: "failed by an impostor", retryable: false } }),
+        );
+      }
       await new Promise((r) => setTimeout(r, 30));
       await this.js.publish(eventSubjects.task(sender, task.sessionId, task.taskId, "progress"), encode(TaskProgressEvent, { ...base, moverId: sender === "src" ? PROXY : TARGET, stats: progress }));
       await new Promise((r) => setTimeout(r, 30));
@@ -302,7 +319,23 @@ export class FakePeers {
     })().catch(() => undefined);
   }
 
+  /** A foreign mover reports progress on the task every 300 ms, for 10 s. */
+  private impersonate(task: StartedTask, role: "src" | "tgt"): void {
+    void (async () => {
+      for (let i = 0; i < 33 && !this.stopped; i++) {
+        await this.js.publish(
+          eventSubjects.task(role, task.sessionId, task.taskId, "progress"),
+          encode(TaskProgressEvent, { sessionId: task.sessionId, taskId: task.taskId, moverId: IMPOSTOR, at: Date.now(), stats: { processedBytes: task.sizeBytes } }),
+        );
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    })().catch(() => undefined);
+  }
+
+  private stopped = false;
+
   stop(): void {
+    this.stopped = true;
     for (const sub of this.subs) sub.unsubscribe();
   }
 }
