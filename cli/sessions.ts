@@ -18,8 +18,8 @@ import {
 } from "../protocol/mod.js";
 import type { Session } from "../lib/session-store.js";
 import { requestedBy, type CliContext } from "./context.js";
-import { formatBytes, formatRate } from "./format.js";
-import { rateOf, sessionDurationMs } from "./report.js";
+import { formatBytes, formatRate, printJson } from "./format.js";
+import { rateOf, renderSessionReport, sessionDurationMs, sessionSummaryJson } from "./report.js";
 
 /**
  * Triggers (backup, restore, verify) published through JetStream with their idempotency key, and
@@ -200,4 +200,21 @@ export async function waitForSession(ctx: CliContext, sessionId: string, opts: W
 /** Exit code for a finished session: 0 for success or warning, 1 for failed. */
 export function exitCodeFor(result: SessionResult | undefined): number {
   return result === "success" || result === "warning" ? 0 : 1;
+}
+
+/**
+ * The end of `job start`, `restore` and `verify`: print the session id (with `--json`, the trigger
+ * and `extra`), or with `--wait` follow the session, print its report and set the exit code.
+ */
+export async function reportTriggered(ctx: CliContext, triggered: Triggered, opts: { wait?: boolean; json?: boolean }, extra: Record<string, unknown> = {}): Promise<void> {
+  if (!opts.wait) {
+    if (opts.json) printJson({ ...triggered, ...extra });
+    else process.stdout.write(`${triggered.sessionId}\n`);
+    return;
+  }
+  if (!opts.json) process.stderr.write(`session ${triggered.sessionId}\n`);
+  const session = await waitForSession(ctx, triggered.sessionId, { progress: true });
+  if (opts.json) printJson({ ...triggered, ...extra, session: sessionSummaryJson(session) });
+  else process.stdout.write(`${renderSessionReport(session)}\n`);
+  process.exitCode = exitCodeFor(session.result);
 }

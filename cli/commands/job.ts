@@ -4,8 +4,7 @@ import { ErrorCode, FerryError, type JobSpec } from "../../protocol/mod.js";
 import { withContext } from "../context.js";
 import { formatBytes, formatRate, printJson, renderTable } from "../format.js";
 import { readJobFile } from "../job-file.js";
-import { renderSessionReport, sessionSummaryJson } from "../report.js";
-import { exitCodeFor, triggerJob, waitForSession } from "../sessions.js";
+import { reportTriggered, triggerJob } from "../sessions.js";
 
 function selectorText(job: JobSpec): string {
   return job.vms
@@ -108,16 +107,7 @@ Example job file:
       await withContext(cmd, async (ctx) => {
         const triggered = await triggerJob(ctx, jobId, { ...(opts.requestId ? { requestId: opts.requestId } : {}), ...(opts.reason ? { reason: opts.reason } : {}) });
         if (triggered.duplicate) process.stderr.write(`ferry: request ${triggered.requestId} was already made; following its session\n`);
-        if (!opts.wait) {
-          if (opts.json) printJson(triggered);
-          else process.stdout.write(`${triggered.sessionId}\n`);
-          return;
-        }
-        if (!opts.json) process.stderr.write(`session ${triggered.sessionId}\n`);
-        const session = await waitForSession(ctx, triggered.sessionId, { progress: true });
-        if (opts.json) printJson({ ...triggered, session: sessionSummaryJson(session) });
-        else process.stdout.write(`${renderSessionReport(session)}\n`);
-        process.exitCode = exitCodeFor(session.result);
+        await reportTriggered(ctx, triggered, opts);
       });
     });
 }

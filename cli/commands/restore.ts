@@ -1,11 +1,9 @@
 import { Command } from "commander";
 import { withContext } from "../context.js";
-import { printJson } from "../format.js";
 import { collect } from "../options.js";
 import { getRestorePoint } from "../repository.js";
-import { renderSessionReport, sessionSummaryJson } from "../report.js";
 import { restoreTargetFor } from "../restore-target.js";
-import { exitCodeFor, triggerRestore, triggerVerify, waitForSession } from "../sessions.js";
+import { reportTriggered, triggerRestore, triggerVerify } from "../sessions.js";
 
 export function registerRestoreCommands(program: Command): void {
   program
@@ -39,16 +37,7 @@ export function registerRestoreCommands(program: Command): void {
             overwrite: opts.overwrite ?? false,
           });
           const triggered = await triggerRestore(ctx, { repositoryId: opts.repository, restorePointId, target, proxies: opts.proxy ?? [] }, opts.requestId);
-          if (!opts.wait) {
-            if (opts.json) printJson({ ...triggered, target });
-            else process.stdout.write(`${triggered.sessionId}\n`);
-            return;
-          }
-          if (!opts.json) process.stderr.write(`session ${triggered.sessionId}\n`);
-          const session = await waitForSession(ctx, triggered.sessionId, { progress: true });
-          if (opts.json) printJson({ ...triggered, target, session: sessionSummaryJson(session) });
-          else process.stdout.write(`${renderSessionReport(session)}\n`);
-          process.exitCode = exitCodeFor(session.result);
+          await reportTriggered(ctx, triggered, opts, { target });
         });
       },
     );
@@ -66,16 +55,7 @@ export function registerRestoreCommands(program: Command): void {
       await withContext(cmd, async (ctx) => {
         await getRestorePoint(ctx.nc, opts.repository, restorePointId); // unknown id: an error now, not a failed session
         const triggered = await triggerVerify(ctx, { repositoryId: opts.repository, restorePointId }, opts.requestId);
-        if (!opts.wait) {
-          if (opts.json) printJson(triggered);
-          else process.stdout.write(`${triggered.sessionId}\n`);
-          return;
-        }
-        if (!opts.json) process.stderr.write(`session ${triggered.sessionId}\n`);
-        const session = await waitForSession(ctx, triggered.sessionId, { progress: true });
-        if (opts.json) printJson({ ...triggered, session: sessionSummaryJson(session) });
-        else process.stdout.write(`${renderSessionReport(session)}\n`);
-        process.exitCode = exitCodeFor(session.result);
+        await reportTriggered(ctx, triggered, opts);
       });
     });
 }
