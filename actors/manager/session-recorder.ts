@@ -99,8 +99,11 @@ export class SessionRecorder {
     const snapshot = structuredClone(this.record);
     try {
       await this.store.update(this.id, (stored) => {
-        if (stored.state === SessionState.Completed && snapshot.state !== SessionState.Completed) {
-          throw new FerryError(ErrorCode.Conflict, `session ${this.id} was completed by ${stored.owner}`, { retryable: false });
+        // Completed is terminal: only a retry of this recorder's own completion (same end time,
+        // whose first write landed unconfirmed) may write it again, never one made elsewhere.
+        const ownCompletion = snapshot.state === SessionState.Completed && stored.endedAt === snapshot.endedAt;
+        if (stored.state === SessionState.Completed && !ownCompletion) {
+          throw new FerryError(ErrorCode.Conflict, `session ${this.id} was completed by another manager`, { retryable: false });
         }
         Object.assign(stored, snapshot);
       });
