@@ -109,7 +109,6 @@ interface QueueEntry {
   needsProxy: boolean;
   proxies: string[];
   since: number;
-  seq: number;
   expiresAt: number;
   /** Why it waits, as of the last dispatch. */
   reason: string;
@@ -126,9 +125,19 @@ interface Need {
   label: string;
 }
 
-type Plan =
-  | { ok: true; picks: MoverRecord[] }
-  | { ok: false; picks: MoverRecord[]; lacking: Array<{ need: Need; absent: boolean; heldOnly: boolean }> };
+/** A need without a free slot: absent when `need.absentReason` is set, else busy. */
+interface Lack {
+  need: Need;
+  /** Busy only because its free slots are held for tasks ahead in the queue. */
+  heldOnly: boolean;
+}
+
+interface Plan {
+  /** A mover with a free slot for each need that has one. */
+  picks: MoverRecord[];
+  /** Empty when the task can start. */
+  lacking: Lack[];
+}
 
 export function moverKey(role: MoverRole, moverId: string): string {
   return `${role}:${moverId}`;
@@ -143,7 +152,6 @@ export class SlotTable {
   private readonly releasedAt = new Map<string, number>();
   /** Sorted: priority desc, then arrival. */
   private queue: QueueEntry[] = [];
-  private seq = 0;
   private readonly graceMs: number;
   private readonly offlineAfterMs: number;
   private readonly missesToReclaim: number;
@@ -210,7 +218,6 @@ export class SlotTable {
         needsProxy: req.needsProxy,
         proxies: [...req.proxies],
         since: now,
-        seq: this.seq++,
         expiresAt,
         reason: "",
       });
@@ -382,10 +389,10 @@ export class SlotTable {
   private plan(entry: QueueEntry, now: number, held: Map<string, number>): Plan {
     const needs = this.needsOf(entry, now);
     const picks: MoverRecord[] = [];
-    const lacking: Array<{ need: Need; absent: boolean; heldOnly: boolean }> = [];
+    const lacking: Lack[] = [];
     for (const need of needs) {
       if (need.absentReason !== undefined) {
-        lacking.push({ need, absent: true, heldOnly: false });
+        lacking.push({ need, heldOnly: false });
         continue;
       }
       let best: { mover: MoverRecord; free: number; used: number } | undefined;
@@ -405,15 +412,15 @@ export class SlotTable {
         }
       }
       if (best) picks.push(best.mover);
-      else lacking.push({ need, absent: false, heldOnly: freeBeforeHolds > 0 });
+      else lacking.push({ need, heldOnly: freeBeforeHolds > 0 });
     }
-    return lacking.length === 0 ? { ok: true, picks } : { ok: false, picks, lacking };
+    return { picks, lacking };
   }
 
-  private reasonOf(lacking: Array<{ need: Need; absent: boolean; heldOnly: boolean }>): string {
+  private reasonOf(lacking: Lack[]): string {
     return lacking
-      .map(({ need, absent, heldOnly }) => {
-        if (absent) return need.absentReason!;
+      .map(({ need, heldOnly }) => {
+        if (need.absentReason !== undefined) return need.absentReason;
         if (heldOnly) return `the free ${need.label} are held for tasks ahead in the queue`;
         const total = need.candidates.reduce((sum, m) => sum + m.maxTasks, 0);
         return `all ${total} ${need.label} busy`;
@@ -428,13 +435,13 @@ export class SlotTable {
     const stillQueued: QueueEntry[] = [];
     for (const entry of this.queue) {
       const plan = this.plan(entry, now, held);
-      if (plan.ok) {
+      if (plan.lacking.length === 0) {
         this.assign(entry, plan.picks, now);
         continue;
       }
       stillQueued.push(entry);
       entry.reason = this.reasonOf(plan.lacking);
-      const onlyBusy = plan.lacking.every((l) => !l.absent);
+      const onlyBusy = plan.lacking.every((l) => l.need.absentReason === undefined);
       const firstWaiter = plan.lacking.every((l) => !poolsWithWaiter.has(l.need.pool));
       if (onlyBusy && firstWaiter) {
         for (const mover of plan.picks) {
