@@ -246,6 +246,19 @@ describe("scheduler slot table", () => {
     expect(events).toContainEqual(expect.objectContaining({ kind: "dropped", taskId: "k1" }));
   });
 
+  it("gives the slot a dropped queued task held to the task behind it when the place expires", () => {
+    const { t } = table();
+    t.heartbeat(hb("p1", "source", { maxTasks: 1 }), T0);
+    t.heartbeat(hb("t1", "target", { maxTasks: 2 }), T0);
+    assigned(t.ask(ask("running"), T0));
+    // The head waits for the busy proxy and holds the free r1 slot; the verify task behind it needs only that slot.
+    t.ask(ask("head", { waitMs: 1_000 }), T0);
+    expect(t.ask(ask("verify", { needsProxy: false }), T0)).toMatchObject({ status: "queued", position: 2 });
+    t.tick(T0 + 3_001);
+    expect(t.lookup("head")).toBeUndefined();
+    expect(t.lookup("verify")?.status).toBe("assigned");
+  });
+
   it("renewing a queued place moves its deadline", () => {
     const { t } = table();
     t.ask(ask("k1", { waitMs: 1_000 }), T0);
