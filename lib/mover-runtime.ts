@@ -20,6 +20,9 @@ import {
 import type { Actor } from "./actor.js";
 import type { ChannelReceiver, Sealed } from "./datachannel.js";
 
+/** How long an admission waits for a slot the mover has not freed yet. */
+const ADMIT_WAIT_MS = 5_000;
+
 /** A task a mover runs: its cancel switch and the session it belongs to. */
 export interface MoverTask {
   taskId: string;
@@ -34,6 +37,7 @@ export interface MoverTask {
  */
 export class MoverRuntime {
   readonly tasks = new Map<string, MoverTask>();
+  private readonly slotFreed: Array<() => void> = [];
   private readonly js: JetStreamClient;
   private heartbeatTimer?: NodeJS.Timeout;
   private draining = false;
@@ -93,12 +97,25 @@ export class MoverRuntime {
     }
   }
 
-  /** Takes a slot for a task, refusing when full or draining (the scheduler should not let that happen). */
-  admit(taskId: string, sessionId: string): MoverTask {
+  /**
+   * Takes a slot for a task. The scheduler owns the slots; the mover's own count can lag by the
+   * moment between a task's terminal event (which lets the scheduler reassign its slot) and the
+   * task's last cleanup here, so a full mover waits briefly for a slot before refusing.
+   */
+  async admit(taskId: string, sessionId: string): Promise<MoverTask> {
     if (this.draining) throw new FerryError(ErrorCode.Unavailable, `${this.actor.role} ${this.actor.id} is draining`);
     if (this.tasks.has(taskId)) throw new FerryError(ErrorCode.Conflict, `task ${taskId} is already running here`, { retryable: false });
-    if (this.tasks.size >= this.maxTasks) {
-      throw new FerryError(ErrorCode.Unavailable, `${this.actor.role} ${this.actor.id} has all ${this.maxTasks} slots busy`);
+    const deadline = Date.now() + ADMIT_WAIT_MS;
+    while (this.tasks.size >= this.maxTasks) {
+      if (Date.now() >= deadline) {
+        throw new FerryError(ErrorCode.Unavailable, `${this.actor.role} ${this.actor.id} has all ${this.maxTasks} slots busy`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deadline - Date.now());
+        this.slotFreed.push(() => (clearTimeout(timer), resolve()));
+      });
+      if (this.draining) throw new FerryError(ErrorCode.Unavailable, `${this.actor.role} ${this.actor.id} is draining`);
+      if (this.tasks.has(taskId)) throw new FerryError(ErrorCode.Conflict, `task ${taskId} is already running here`, { retryable: false });
     }
     const task: MoverTask = { taskId, sessionId, abort: new AbortController(), startedAt: Date.now() };
     // Draining past its deadline aborts every task.
@@ -108,12 +125,17 @@ export class MoverRuntime {
     return task;
   }
 
+  /** Frees a task's slot (idempotent) and wakes one admission waiting for it. */
+  private release(task: MoverTask): void {
+    if (this.tasks.get(task.taskId) !== task) return;
+    this.tasks.delete(task.taskId);
+    this.heartbeat();
+    this.slotFreed.shift()?.();
+  }
+
   /** Gives back the slot of a task that could not start (its request is answered with the error). */
   abandon(task: MoverTask): void {
-    if (this.tasks.get(task.taskId) === task) {
-      this.tasks.delete(task.taskId);
-      this.heartbeat();
-    }
+    this.release(task);
   }
 
   /** Runs the task's work in the background, tracked for draining; the slot is freed when it ends. */
@@ -122,10 +144,7 @@ export class MoverRuntime {
       .catch((err: unknown) => {
         this.actor.log.error({ taskId: task.taskId, err: (err as Error).message }, "task ended with an unreported error");
       })
-      .finally(() => {
-        this.tasks.delete(task.taskId);
-        this.heartbeat();
-      });
+      .finally(() => this.release(task));
     void this.actor.track(done);
   }
 
@@ -137,14 +156,17 @@ export class MoverRuntime {
     receiver.start();
     task.abort.signal.addEventListener("abort", () => receiver.fail(FerryError.from(task.abort.signal.reason, ErrorCode.Canceled)), { once: true });
     this.run(task, async () => {
+      // The slot is free before the terminal event goes out: the event lets the scheduler hand it on.
       try {
         const sealed = await receiver.done;
+        await hooks.cleanup?.();
+        this.release(task);
         await this.done(task, sealed.stats, sealed.outcome);
         hooks.sealed?.(sealed);
       } catch (err) {
-        await this.failed(task, stats, FerryError.from(err, ErrorCode.Io));
-      } finally {
         await hooks.cleanup?.();
+        this.release(task);
+        await this.failed(task, stats, FerryError.from(err, ErrorCode.Io));
       }
     });
   }

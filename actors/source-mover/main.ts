@@ -42,7 +42,7 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
     request: BackupStartRequest,
     response: TaskAccepted,
     handler: async (req) => {
-      const task = mover.admit(req.taskId, req.sessionId);
+      const task = await mover.admit(req.taskId, req.sessionId);
       let source: FileHandle;
       try {
         source = await openSource(req);
@@ -79,7 +79,7 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
     response: ChannelOpened,
     handler: async (req) => {
       // The slot first: a destination is only created (or truncated) for a task that will run.
-      const task = mover.admit(req.taskId, req.sessionId);
+      const task = await mover.admit(req.taskId, req.sessionId);
       let destination: Awaited<ReturnType<typeof openRestoreDestination>>;
       try {
         destination = await openRestoreDestination(req);

@@ -74,7 +74,7 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
     request: BackupOpenRequest,
     response: ChannelOpened,
     handler: async (req) => {
-      const task = mover.admit(req.taskId, req.sessionId);
+      const task = await mover.admit(req.taskId, req.sessionId);
       const stats = emptyTaskStats();
       const receiver = new ChannelReceiver(actor.nc, ingestHandlers(repo, req, stats, performance.now()));
       mover.receive(task, receiver, stats, {
@@ -91,7 +91,7 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
     response: TaskAccepted,
     handler: async (req) => {
       const manifest = await repo.readManifest(req.restorePointId, req.diskId);
-      const task = mover.admit(req.taskId, req.sessionId);
+      const task = await mover.admit(req.taskId, req.sessionId);
       mover.run(task, () => sendRestore(actor, mover, repo, task, req, manifest));
       return { taskId: req.taskId, moverId: actor.id };
     },
@@ -104,7 +104,7 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
     response: TaskAccepted,
     handler: async (req) => {
       const manifest = await repo.readManifest(req.restorePointId, req.diskId);
-      const task = mover.admit(req.taskId, req.sessionId);
+      const task = await mover.admit(req.taskId, req.sessionId);
       mover.run(task, () => verifyDisk(mover, repo, workers, task, manifest));
       return { taskId: req.taskId, moverId: actor.id };
     },

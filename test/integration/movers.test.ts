@@ -154,6 +154,30 @@ describe("source and target movers over a data channel", () => {
     expect(after.storedBytes).toBe(before.storedBytes);
   });
 
+  it("admits a task whose slot is still being freed instead of refusing it", async () => {
+    const single = await startSourceMover({ id: "src-single", natsUrl: nats.url, slots: 1 });
+    actors.push(single);
+    const image = readFileSync(join(dir, "disk-a.raw"));
+    const start = async (sessionId: string, taskId: string, throttleBytesPerSec: number) => {
+      const opened = await request(nc, targetMoverSubjects.backupOpen("tgt-1"), BackupOpenRequest, {
+        sessionId, taskId, attempt: 0, jobId: "job-1", restorePointId: `rp-${taskId}`, vmId: "vm-1", diskId: "disk-a", diskLabel: "a", sizeBytes: image.length, blockSize: MiB,
+      }, ChannelOpened);
+      const done = nc.subscribe(eventSubjects.task("tgt", sessionId, taskId, "done").replace(/\.done$/, ".*"));
+      await request(nc, sourceMoverSubjects.backupStart("src-single"), BackupStartRequest, {
+        sessionId, taskId, attempt: 0, restorePointId: `rp-${taskId}`, diskId: "disk-a", source: { mode: "file", path: join(dir, "disk-a.raw") },
+        sizeBytes: image.length, blockSize: MiB, compression: "snappy", throttleBytesPerSec, channel: opened.channel,
+      }, TaskAccepted, { timeoutMs: 10_000 });
+      return done;
+    };
+    // The first task holds the only slot for about a second (throttled); the second is asked for
+    // meanwhile, as the scheduler would after a terminal event, and must wait, not fail.
+    const first = await start("s-slot", "slot-1", 6 * MiB);
+    const second = start("s-slot", "slot-2", 0);
+    const [firstDone, secondDone] = [await waitTaskEnd(first), await waitTaskEnd(await second)];
+    expect(firstDone.outcome.kind).toBe("backup");
+    expect(secondDone.outcome.kind).toBe("backup");
+  });
+
   it("answers a backup of a missing disk with a not_found error reply and keeps serving", async () => {
     const opened = await request(nc, targetMoverSubjects.backupOpen("tgt-1"), BackupOpenRequest, {
       sessionId: "s-5", taskId: "disk-x", attempt: 0, jobId: "job-1", restorePointId: "rp-3", vmId: "vm-1", diskId: "disk-x", diskLabel: "x", sizeBytes: MiB, blockSize: MiB,
