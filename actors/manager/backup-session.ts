@@ -1,14 +1,11 @@
-import { createHash } from "node:crypto";
 import type { ConfigStore } from "../../lib/config-store.js";
 import { newId } from "../../lib/ids.js";
 import {
   ErrorCode,
   FerryError,
-  Id,
   JobTrigger,
   MoverRole,
   TaskState,
-  emptyTaskStats,
   isFerryError,
   type JobSpec,
   type Msg,
@@ -20,21 +17,8 @@ import {
 } from "../../protocol/mod.js";
 import { withRetry } from "./clients.js";
 import { formatBytes } from "./session-stats.js";
+import { pendingTasks } from "./task-plan.js";
 import { runTask, type SessionContext } from "./task-runner.js";
-
-/**
- * A task id per VM disk: `<vmId>-<diskId>-<8 hex of the session id>`. Schedulers and movers know
- * a task by its id alone (release, cancel), so two sessions backing up the same VM at once must
- * not share ids. Hashed when the readable form would not be a valid Id token.
- */
-export function taskIdFor(sessionId: string, vmId: string, diskId: string, taken: ReadonlySet<string> = new Set()): string {
-  const suffix = createHash("sha256").update(sessionId).digest("hex").slice(0, 8);
-  let id = `${vmId}-${diskId}-${suffix}`;
-  if (!Id.safeParse(id).success) id = `t-${createHash("sha256").update(`${vmId}\0${diskId}`).digest("hex").slice(0, 24)}-${suffix}`;
-  let unique = id;
-  for (let n = 2; taken.has(unique); n++) unique = `${id.slice(0, 120)}-${n}`;
-  return unique;
-}
 
 /** Whether a VM gets application-aware processing: a matching selector's override, else the job's default. */
 export function guestProcessingFor(job: Pick<JobSpec, "vms" | "guestProcessing">, vm: Pick<VmInfo, "id" | "name" | "tags">): boolean {
@@ -107,32 +91,16 @@ export async function runBackupSession(ctx: SessionContext, trigger: Msg<typeof 
 
   const taken = new Set<string>();
   const plans: VmPlan[] = vms.map((vm) => {
-    const tasks: TaskRecord[] = vm.disks.map((disk) => {
-      const id = taskIdFor(recorder.id, vm.id, disk.id, taken);
-      taken.add(id);
-      return {
-        id,
-        kind: "backup",
-        vmId: vm.id,
-        vmName: vm.name,
-        diskId: disk.id,
-        diskLabel: disk.label,
-        sizeBytes: disk.sizeBytes,
-        state: TaskState.Pending,
-        attempt: 0,
-        repositoryId: job.repository,
-        stats: emptyTaskStats(),
-      };
-    });
     const restorePointId = newId("rp");
-    for (const task of tasks) task.restorePointId = restorePointId;
+    const disks = vm.disks.map((d) => ({ diskId: d.id, label: d.label, sizeBytes: d.sizeBytes }));
+    const tasks = pendingTasks(recorder.id, "backup", vm, disks, { repositoryId: job.repository, restorePointId }, taken);
     return { vm, tasks, restorePointId };
   });
-  record.vms = plans.map(({ vm }) => ({ vmId: vm.id, name: vm.name, state: "pending", warnings: [] }));
-  record.tasks = plans.flatMap((p) => p.tasks);
-  record.totalBytes = record.tasks.reduce((sum, t) => sum + t.sizeBytes, 0);
+  await recorder.plan(
+    plans.map(({ vm }) => ({ vmId: vm.id, name: vm.name, state: "pending", warnings: [] })),
+    plans.flatMap((p) => p.tasks),
+  );
   recorder.logLine("info", `${vms.length} VM(s), ${record.tasks.length} disk(s), ${formatBytes(record.totalBytes)} to process`);
-  await recorder.flush();
 
   await Promise.all(plans.map((plan) => backupVm(ctx, job, plan)));
 }

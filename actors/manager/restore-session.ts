@@ -4,16 +4,13 @@ import {
   MoverRole,
   RestoreOpenRequest,
   RestoreRequest,
-  TaskState,
-  emptyTaskStats,
   type BodyIn,
   type Msg,
   type RestorePoint,
   type RestorePointDisk,
-  type TaskRecord,
 } from "../../protocol/mod.js";
-import { taskIdFor } from "./backup-session.js";
 import { withRetry } from "./clients.js";
+import { pendingTasks } from "./task-plan.js";
 import { runTask, type SessionContext } from "./task-runner.js";
 
 type Destination = BodyIn<typeof RestoreOpenRequest>["destination"];
@@ -79,29 +76,9 @@ export async function runRestoreSession(ctx: SessionContext, req: Msg<typeof Res
     rp.disks.forEach((disk, i) => wanted.push({ disk, destination: { kind: "transport", transport: created.disks[i]!.transport } }));
   }
 
-  const taken = new Set<string>();
-  const tasks: TaskRecord[] = wanted.map(({ disk }) => {
-    const id = taskIdFor(recorder.id, vmId, disk.diskId, taken);
-    taken.add(id);
-    return {
-      id,
-      kind: "restore",
-      vmId,
-      vmName,
-      diskId: disk.diskId,
-      diskLabel: disk.label,
-      sizeBytes: disk.sizeBytes,
-      state: TaskState.Pending,
-      attempt: 0,
-      repositoryId: req.repositoryId,
-      restorePointId: rp.id,
-      stats: emptyTaskStats(),
-    };
-  });
-  record.vms = [{ vmId, name: vmName, state: "running", restorePointId: rp.id, repositoryId: req.repositoryId, warnings: [] }];
-  record.tasks = tasks;
-  record.totalBytes = tasks.reduce((sum, t) => sum + t.sizeBytes, 0);
-  await recorder.flush();
+  const place = { repositoryId: req.repositoryId, restorePointId: rp.id };
+  const tasks = pendingTasks(recorder.id, "restore", { id: vmId, name: vmName }, wanted.map(({ disk }) => disk), place);
+  await recorder.plan([{ vmId, name: vmName, state: "running", ...place, warnings: [] }], tasks);
 
   const ended = await Promise.all(
     tasks.map((task, i) => {
@@ -138,9 +115,5 @@ export async function runRestoreSession(ctx: SessionContext, req: Msg<typeof Res
       });
     }),
   );
-  const vm = recorder.vm(vmId);
-  vm.state = ended.every((t) => t.state === TaskState.Succeeded) ? "succeeded" : "failed";
-  const failed = ended.find((t) => t.state !== TaskState.Succeeded);
-  if (failed?.error) vm.error = failed.error;
-  recorder.changed();
+  recorder.endVm(vmId, ended);
 }

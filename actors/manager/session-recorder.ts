@@ -7,6 +7,7 @@ import {
   SessionEndedEvent,
   SessionLogEvent,
   SessionState,
+  TaskState,
   encode,
   eventSubjects,
   type TaskRecord,
@@ -57,6 +58,23 @@ export class SessionRecorder {
     const vm = this.record.vms.find((v) => v.vmId === vmId);
     if (!vm) throw new FerryError(ErrorCode.Internal, `session ${this.id} has no VM ${vmId}`);
     return vm;
+  }
+
+  /** Sets the session's VMs and tasks and writes them at once, so watchers see the plan. */
+  async plan(vms: VmRecord[], tasks: TaskRecord[]): Promise<void> {
+    this.record.vms = vms;
+    this.record.tasks = tasks;
+    this.record.totalBytes = tasks.reduce((sum, t) => sum + t.sizeBytes, 0);
+    await this.flush();
+  }
+
+  /** A VM of a restore or verify: succeeded when all its tasks did, else failed with the first error. */
+  endVm(vmId: string, tasks: readonly TaskRecord[]): void {
+    const vm = this.vm(vmId);
+    const failed = tasks.find((t) => t.state !== TaskState.Succeeded);
+    vm.state = failed ? "failed" : "succeeded";
+    if (failed?.error) vm.error = failed.error;
+    this.changed();
   }
 
   /** Records a change; it is written within about a second. */

@@ -2,15 +2,12 @@ import {
   ErrorCode,
   FerryError,
   MoverRole,
-  TaskState,
   VerifyRequest,
-  emptyTaskStats,
   type Msg,
   type TaskOutcome,
-  type TaskRecord,
 } from "../../protocol/mod.js";
-import { taskIdFor } from "./backup-session.js";
 import { fetchRestorePoint } from "./restore-session.js";
+import { pendingTasks } from "./task-plan.js";
 import { runTask, type SessionContext } from "./task-runner.js";
 
 /** A verify outcome with corrupt blocks fails its task: the restore point cannot be trusted. */
@@ -31,29 +28,9 @@ export async function runVerifySession(ctx: SessionContext, req: Msg<typeof Veri
   recorder.logLine("info", `verify of restore point ${rp.id} (VM ${rp.vm.name}) started, requested by ${req.requestedBy}`);
   if (rp.disks.length === 0) throw new FerryError(ErrorCode.NotFound, `restore point ${rp.id} has no disks`, { retryable: false });
 
-  const taken = new Set<string>();
-  const tasks: TaskRecord[] = rp.disks.map((disk) => {
-    const id = taskIdFor(recorder.id, rp.vm.id, disk.diskId, taken);
-    taken.add(id);
-    return {
-      id,
-      kind: "verify",
-      vmId: rp.vm.id,
-      vmName: rp.vm.name,
-      diskId: disk.diskId,
-      diskLabel: disk.label,
-      sizeBytes: disk.sizeBytes,
-      state: TaskState.Pending,
-      attempt: 0,
-      repositoryId: req.repositoryId,
-      restorePointId: rp.id,
-      stats: emptyTaskStats(),
-    };
-  });
-  record.vms = [{ vmId: rp.vm.id, name: rp.vm.name, state: "running", restorePointId: rp.id, repositoryId: req.repositoryId, warnings: [] }];
-  record.tasks = tasks;
-  record.totalBytes = tasks.reduce((sum, t) => sum + t.sizeBytes, 0);
-  await recorder.flush();
+  const place = { repositoryId: req.repositoryId, restorePointId: rp.id };
+  const tasks = pendingTasks(recorder.id, "verify", rp.vm, rp.disks, place);
+  await recorder.plan([{ vmId: rp.vm.id, name: rp.vm.name, state: "running", ...place, warnings: [] }], tasks);
 
   const ended = await Promise.all(
     tasks.map((task) =>
@@ -74,9 +51,5 @@ export async function runVerifySession(ctx: SessionContext, req: Msg<typeof Veri
       }),
     ),
   );
-  const vm = recorder.vm(rp.vm.id);
-  vm.state = ended.every((t) => t.state === TaskState.Succeeded) ? "succeeded" : "failed";
-  const failed = ended.find((t) => t.state !== TaskState.Succeeded);
-  if (failed?.error) vm.error = failed.error;
-  recorder.changed();
+  recorder.endVm(rp.vm.id, ended);
 }

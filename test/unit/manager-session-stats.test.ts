@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { guestProcessingFor, taskIdFor } from "../../actors/manager/backup-session.js";
+import { guestProcessingFor } from "../../actors/manager/backup-session.js";
 import { aggregateSessionStats, computeSessionResult, formatBytes, mergeTaskStats } from "../../actors/manager/session-stats.js";
+import { taskIdFor } from "../../actors/manager/task-plan.js";
 import { parseTrigger } from "../../actors/manager/trigger-consumer.js";
 import { verifyRejection } from "../../actors/manager/verify-session.js";
 import {
