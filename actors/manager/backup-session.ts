@@ -111,7 +111,13 @@ interface VmPlan {
   restorePointId: string;
 }
 
-type Consistency = "application" | "crash";
+/** What the VM's snapshot preparation left for the commit and the removal. */
+interface SnapshotState {
+  snapshot?: SnapshotInfo;
+  consistency: "application" | "crash";
+  /** The create request timed out: the hypervisor may still have made the snapshot. */
+  createTimedOut: boolean;
+}
 
 /** One VM: its disks' tasks, the snapshot they share, and what happens when all have ended. */
 async function backupVm(ctx: SessionContext, job: JobSpec, plan: VmPlan): Promise<void> {
@@ -129,10 +135,7 @@ async function backupVm(ctx: SessionContext, job: JobSpec, plan: VmPlan): Promis
 
   // A failed snapshot fails the VM's other tasks too, also those still waiting for slots.
   const vmAbort = new AbortController();
-  const snapshotState: { snapshot?: SnapshotInfo; consistency: Consistency; createTimedOut: boolean } = {
-    consistency: "crash",
-    createTimedOut: false,
-  };
+  const snapshotState: SnapshotState = { consistency: "crash", createTimedOut: false };
   let preparing: Promise<SnapshotInfo> | undefined;
   const ensureSnapshot = () => {
     preparing ??= prepareSnapshot(ctx, job, vm, vmRecord, snapshotState).catch((err: unknown) => {
@@ -252,7 +255,7 @@ async function prepareSnapshot(
   job: JobSpec,
   vm: VmInfo,
   vmRecord: VmRecord,
-  state: { snapshot?: SnapshotInfo; consistency: Consistency; createTimedOut: boolean },
+  state: SnapshotState,
 ): Promise<SnapshotInfo> {
   const { recorder, clients } = ctx;
   const where = { vmId: vm.id };
@@ -325,7 +328,7 @@ async function removeSnapshot(
   job: JobSpec,
   vm: VmInfo,
   vmRecord: VmRecord,
-  state: { snapshot?: SnapshotInfo; createTimedOut: boolean },
+  state: SnapshotState,
 ): Promise<void> {
   const { recorder, clients } = ctx;
   const where = { vmId: vm.id };
