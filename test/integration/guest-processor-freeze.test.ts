@@ -153,6 +153,36 @@ describe("guest processor over NATS", () => {
     }
   });
 
+  it("thaws the guest when the agent's freeze answer times out, as it may have frozen anyway", async () => {
+    const asked: string[] = [];
+    const thawed: string[] = [];
+    const subs = [
+      // Freezes but its answer never arrives.
+      nc.subscribe(guestAgentSubjects.freeze("vm-slow"), { callback: (_err, msg) => void asked.push(decode(AgentFreezeRequest, msg.data).freezeId) }),
+      nc.subscribe(guestAgentSubjects.thaw("vm-slow"), {
+        callback: (_err, msg) => {
+          const { freezeId } = decode(AgentThawRequest, msg.data);
+          thawed.push(freezeId);
+          msg.respond(encode(AgentThawResponse, { freezeId, expired: false, frozenMs: 1, applications: [] }));
+        },
+      }),
+    ];
+    await nc.flush();
+    try {
+      // The freeze timeout (1 s) bounds the wait for the answer.
+      await expect(quiesce("vm-slow", 1_000)).rejects.toMatchObject({
+        code: ErrorCode.Timeout,
+        message: expect.stringContaining("did not answer freeze within 1000 ms"),
+      });
+      const until = Date.now() + 2_000;
+      while (thawed.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      expect(asked).toHaveLength(1);
+      expect(thawed).toEqual(asked);
+    } finally {
+      subs.forEach((s) => s.unsubscribe());
+    }
+  });
+
   it("refuses a thaw naming another VM than the freeze's", async () => {
     const agent = fakeAgent("vm-m");
     await nc.flush();
