@@ -38,8 +38,4 @@ export class FreezeRegistry {
     for (const f of expired) this.freezes.delete(f.freezeId);
     return expired;
   }
-
-  get size(): number {
-    return this.freezes.size;
-  }
 }
