@@ -3,6 +3,7 @@ import {
   ErrorCode,
   FerryError,
   MoverRole,
+  TERMINAL_TASK_STATES,
   TaskEventKind,
   TaskState,
   type Assignment,
@@ -93,7 +94,7 @@ function describeAssignment(a: Assignment): string {
 }
 
 function endTask(ctx: SessionContext, task: TaskRecord, state: TaskState, error?: FerryError): void {
-  if (task.state === TaskState.Succeeded || task.state === TaskState.Failed || task.state === TaskState.Canceled) return;
+  if (TERMINAL_TASK_STATES.has(task.state)) return;
   task.state = state;
   task.endedAt = Date.now();
   if (error) task.error = error.toWire();
