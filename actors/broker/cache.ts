@@ -22,11 +22,13 @@ interface InFlight {
 
 export const DEFAULT_BROKER_TTL_MS = 30_000;
 
-/** `FERRY_BROKER_TTL_MS` when it is a non-negative integer, else the default. */
-export function ttlFromEnv(value = process.env.FERRY_BROKER_TTL_MS): number {
+/** `FERRY_BROKER_TTL_MS` when it is a non-negative integer, else the default; `onIgnored` hears of a value set but unusable. */
+export function ttlFromEnv(value = process.env.FERRY_BROKER_TTL_MS, onIgnored?: (value: string) => void): number {
   if (value === undefined || value === "") return DEFAULT_BROKER_TTL_MS;
   const n = Number(value);
-  return Number.isInteger(n) && n >= 0 ? n : DEFAULT_BROKER_TTL_MS;
+  if (Number.isInteger(n) && n >= 0) return n;
+  onIgnored?.(value);
+  return DEFAULT_BROKER_TTL_MS;
 }
 
 /**

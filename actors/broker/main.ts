@@ -18,7 +18,7 @@ import {
   hypervisorSubjects,
   type Inventory,
 } from "../../protocol/mod.js";
-import { InventoryCache, ttlFromEnv } from "./cache.js";
+import { DEFAULT_BROKER_TTL_MS, InventoryCache, ttlFromEnv } from "./cache.js";
 import { selectVms } from "./select.js";
 
 /** Knobs tests turn down; the command line takes `FERRY_BROKER_TTL_MS` and the defaults. */
@@ -55,11 +55,11 @@ function hypervisorError(hypervisorId: string, err: unknown, timeoutMs: number):
 export async function start(opts: ActorCliOptions, tuning: BrokerTuning = {}): Promise<Actor> {
   const actor = await Actor.start({ role: "broker", id: opts.id, natsUrl: opts.natsUrl });
   const log = actor.log;
-  const ttlMs = tuning.ttlMs ?? ttlFromEnv();
-  const ttlEnv = process.env.FERRY_BROKER_TTL_MS;
-  if (tuning.ttlMs === undefined && ttlEnv !== undefined && ttlEnv !== "" && String(ttlMs) !== ttlEnv) {
-    log.warn({ FERRY_BROKER_TTL_MS: ttlEnv, ttlMs }, "ignored FERRY_BROKER_TTL_MS: not a non-negative integer");
-  }
+  const ttlMs =
+    tuning.ttlMs ??
+    ttlFromEnv(process.env.FERRY_BROKER_TTL_MS, (value) =>
+      log.warn({ FERRY_BROKER_TTL_MS: value, ttlMs: DEFAULT_BROKER_TTL_MS }, "ignored FERRY_BROKER_TTL_MS: not a non-negative integer"),
+    );
   const fetchTimeoutMs = tuning.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
 
   const fetchInventory = async (hypervisorId: string): Promise<Inventory> => {

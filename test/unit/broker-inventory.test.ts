@@ -149,4 +149,16 @@ describe("broker inventory cache", () => {
     expect(ttlFromEnv("soon")).toBe(DEFAULT_BROKER_TTL_MS);
     expect(ttlFromEnv("-1")).toBe(DEFAULT_BROKER_TTL_MS);
   });
+
+  it("says when it ignores FERRY_BROKER_TTL_MS, and only then", () => {
+    const ignored: string[] = [];
+    const note = (value: string) => void ignored.push(value);
+    // Integers written another way are still used, and not reported as ignored.
+    expect(ttlFromEnv("1e3", note)).toBe(1_000);
+    expect(ttlFromEnv("0500", note)).toBe(500);
+    expect(ttlFromEnv(undefined, note)).toBe(DEFAULT_BROKER_TTL_MS);
+    expect(ignored).toEqual([]);
+    expect(ttlFromEnv("1.5", note)).toBe(DEFAULT_BROKER_TTL_MS);
+    expect(ignored).toEqual(["1.5"]);
+  });
 });
