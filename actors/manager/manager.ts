@@ -124,9 +124,9 @@ export class Manager {
    * failed so it does not stay `running` forever.
    */
   private async settleExisting(sessionId: string): Promise<void> {
+    if (this.sessions.has(sessionId)) return;
     const existing = await this.deps.store.get(sessionId);
     if (!existing || existing.session.state === SessionState.Completed) return;
-    if (this.sessions.has(sessionId)) return;
     const owner = existing.session.owner;
     if (owner !== this.actor.id && (await this.ownerRuns(owner, sessionId))) return;
 
