@@ -42,6 +42,7 @@ import {
   sourceMoverSubjects,
   targetMoverSubjects,
   type BodyIn,
+  type MessageDef,
   type MoverRole,
   type Msg,
 } from "../../protocol/mod.js";
@@ -68,98 +69,84 @@ export const ManagerTimeouts = {
 export class ManagerClients {
   constructor(private readonly nc: NatsConnection) {}
 
+  private call<Req extends MessageDef, Res extends MessageDef>(
+    subject: string,
+    reqDef: Req,
+    body: BodyIn<Req>,
+    resDef: Res,
+    timeoutMs: number = ManagerTimeouts.default,
+  ): Promise<Msg<Res>> {
+    return request(this.nc, subject, reqDef, body, resDef, { timeoutMs });
+  }
+
   listVms(body: BodyIn<typeof ListVmsRequest>) {
-    return request(this.nc, brokerSubjects.vms(), ListVmsRequest, body, ListVmsResponse, { timeoutMs: ManagerTimeouts.broker });
+    return this.call(brokerSubjects.vms(), ListVmsRequest, body, ListVmsResponse, ManagerTimeouts.broker);
   }
 
   assign(body: BodyIn<typeof AssignRequest>) {
     const waitMs = body.waitMs ?? ManagerTimeouts.assignWaitMs;
-    return request(this.nc, schedulerSubjects.assign(), AssignRequest, { ...body, waitMs }, AssignResponse, {
-      timeoutMs: waitMs + ManagerTimeouts.assignMargin,
-    });
+    return this.call(schedulerSubjects.assign(), AssignRequest, { ...body, waitMs }, AssignResponse, waitMs + ManagerTimeouts.assignMargin);
   }
 
   release(taskId: string) {
-    return request(this.nc, schedulerSubjects.release(), ReleaseRequest, { taskId }, ReleaseResponse, { timeoutMs: ManagerTimeouts.default });
+    return this.call(schedulerSubjects.release(), ReleaseRequest, { taskId }, ReleaseResponse);
   }
 
   quiesce(body: BodyIn<typeof QuiesceRequest>) {
-    return request(this.nc, guestProcessorSubjects.quiesce(), QuiesceRequest, body, QuiesceResponse, { timeoutMs: ManagerTimeouts.quiesce });
+    return this.call(guestProcessorSubjects.quiesce(), QuiesceRequest, body, QuiesceResponse, ManagerTimeouts.quiesce);
   }
 
   thaw(body: BodyIn<typeof ThawRequest>) {
-    return request(this.nc, guestProcessorSubjects.thaw(), ThawRequest, body, ThawResponse, { timeoutMs: ManagerTimeouts.thaw });
+    return this.call(guestProcessorSubjects.thaw(), ThawRequest, body, ThawResponse, ManagerTimeouts.thaw);
   }
 
   snapshotCreate(hypervisorId: string, body: BodyIn<typeof SnapshotCreateRequest>) {
-    return request(this.nc, hypervisorSubjects.snapshotCreate(hypervisorId), SnapshotCreateRequest, body, SnapshotCreateResponse, {
-      timeoutMs: ManagerTimeouts.snapshotCreate,
-    });
+    return this.call(hypervisorSubjects.snapshotCreate(hypervisorId), SnapshotCreateRequest, body, SnapshotCreateResponse, ManagerTimeouts.snapshotCreate);
   }
 
   snapshotRemove(hypervisorId: string, body: BodyIn<typeof SnapshotRemoveRequest>) {
-    return request(this.nc, hypervisorSubjects.snapshotRemove(hypervisorId), SnapshotRemoveRequest, body, SnapshotRemoveResponse, {
-      timeoutMs: ManagerTimeouts.snapshotRemove,
-    });
+    return this.call(hypervisorSubjects.snapshotRemove(hypervisorId), SnapshotRemoveRequest, body, SnapshotRemoveResponse, ManagerTimeouts.snapshotRemove);
   }
 
   snapshotList(hypervisorId: string, body: BodyIn<typeof SnapshotListRequest>) {
-    return request(this.nc, hypervisorSubjects.snapshotList(hypervisorId), SnapshotListRequest, body, SnapshotListResponse, {
-      timeoutMs: ManagerTimeouts.default,
-    });
+    return this.call(hypervisorSubjects.snapshotList(hypervisorId), SnapshotListRequest, body, SnapshotListResponse);
   }
 
   vmCreate(hypervisorId: string, body: BodyIn<typeof VmCreateRequest>) {
-    return request(this.nc, hypervisorSubjects.vmCreate(hypervisorId), VmCreateRequest, body, VmCreateResponse, {
-      timeoutMs: ManagerTimeouts.vmCreate,
-    });
+    return this.call(hypervisorSubjects.vmCreate(hypervisorId), VmCreateRequest, body, VmCreateResponse, ManagerTimeouts.vmCreate);
   }
 
   backupOpen(targetMoverId: string, body: BodyIn<typeof BackupOpenRequest>) {
-    return request(this.nc, targetMoverSubjects.backupOpen(targetMoverId), BackupOpenRequest, body, ChannelOpened, {
-      timeoutMs: ManagerTimeouts.default,
-    });
+    return this.call(targetMoverSubjects.backupOpen(targetMoverId), BackupOpenRequest, body, ChannelOpened);
   }
 
   backupStart(proxyId: string, body: BodyIn<typeof BackupStartRequest>) {
-    return request(this.nc, sourceMoverSubjects.backupStart(proxyId), BackupStartRequest, body, TaskAccepted, {
-      timeoutMs: ManagerTimeouts.default,
-    });
+    return this.call(sourceMoverSubjects.backupStart(proxyId), BackupStartRequest, body, TaskAccepted);
   }
 
   restoreOpen(proxyId: string, body: BodyIn<typeof RestoreOpenRequest>) {
-    return request(this.nc, sourceMoverSubjects.restoreOpen(proxyId), RestoreOpenRequest, body, ChannelOpened, {
-      timeoutMs: ManagerTimeouts.default,
-    });
+    return this.call(sourceMoverSubjects.restoreOpen(proxyId), RestoreOpenRequest, body, ChannelOpened);
   }
 
   restoreStart(targetMoverId: string, body: BodyIn<typeof RestoreStartRequest>) {
-    return request(this.nc, targetMoverSubjects.restoreStart(targetMoverId), RestoreStartRequest, body, TaskAccepted, {
-      timeoutMs: ManagerTimeouts.default,
-    });
+    return this.call(targetMoverSubjects.restoreStart(targetMoverId), RestoreStartRequest, body, TaskAccepted);
   }
 
   verifyStart(targetMoverId: string, body: BodyIn<typeof VerifyStartRequest>) {
-    return request(this.nc, targetMoverSubjects.verifyStart(targetMoverId), VerifyStartRequest, body, TaskAccepted, {
-      timeoutMs: ManagerTimeouts.default,
-    });
+    return this.call(targetMoverSubjects.verifyStart(targetMoverId), VerifyStartRequest, body, TaskAccepted);
   }
 
   cancelTask(role: MoverRole, moverId: string, taskId: string, reason: string): Promise<Msg<typeof TaskCancelResponse>> {
     const subject = role === "src" ? sourceMoverSubjects.taskCancel(moverId) : targetMoverSubjects.taskCancel(moverId);
-    return request(this.nc, subject, TaskCancelRequest, { taskId, reason }, TaskCancelResponse, { timeoutMs: ManagerTimeouts.default });
+    return this.call(subject, TaskCancelRequest, { taskId, reason }, TaskCancelResponse);
   }
 
   commitRestorePoint(repositoryId: string, body: BodyIn<typeof CommitRestorePointRequest>) {
-    return request(this.nc, repositorySubjects.commit(repositoryId), CommitRestorePointRequest, body, CommitRestorePointResponse, {
-      timeoutMs: ManagerTimeouts.commit,
-    });
+    return this.call(repositorySubjects.commit(repositoryId), CommitRestorePointRequest, body, CommitRestorePointResponse, ManagerTimeouts.commit);
   }
 
   getRestorePoint(repositoryId: string, restorePointId: string) {
-    return request(this.nc, repositorySubjects.get(repositoryId), GetRestorePointRequest, { restorePointId }, GetRestorePointResponse, {
-      timeoutMs: ManagerTimeouts.default,
-    });
+    return this.call(repositorySubjects.get(repositoryId), GetRestorePointRequest, { restorePointId }, GetRestorePointResponse);
   }
 }
 
