@@ -48,8 +48,8 @@ function vm(id: string, name: string, tags: string[]): VmInfo {
   };
 }
 
-/** A fake hypervisor on `ferry.hv.<id>.inventory` that counts calls and can answer slowly. */
-function fakeHypervisor(hypervisorId: string, vms: VmInfo[], delayMs = 0) {
+/** A fake hypervisor on `ferry.hv.<id>.inventory`, listening when this resolves, that counts calls and can answer slowly. */
+async function fakeHypervisor(hypervisorId: string, vms: VmInfo[], delayMs = 0) {
   const state = { calls: 0, vms };
   const inventory = (): Inventory => ({
     hypervisorId,
@@ -64,6 +64,7 @@ function fakeHypervisor(hypervisorId: string, vms: VmInfo[], delayMs = 0) {
       setTimeout(() => msg.respond(encode(InventoryResponse, { inventory: inventory() })), delayMs);
     },
   });
+  await nc.flush();
   return { state, stop: () => sub.unsubscribe() };
 }
 
@@ -84,8 +85,7 @@ afterAll(async () => {
 
 describe("broker over NATS", () => {
   it("answers a second question from its cache and reports unmatched selectors", async () => {
-    const hv = fakeHypervisor("hv-a", [vm("vm-1", "web-01", ["prod"]), vm("vm-2", "web-02", []), vm("vm-3", "db-01", ["prod"])]);
-    await nc.flush();
+    const hv = await fakeHypervisor("hv-a", [vm("vm-1", "web-01", ["prod"]), vm("vm-2", "web-02", []), vm("vm-3", "db-01", ["prod"])]);
     try {
       const first = await listVms({ hypervisorId: "hv-a", selectors: [{ name: "web-*" }, { id: "vm-404" }, { tag: "prod" }] });
       expect(first.vms.map((v) => v.id)).toEqual(["vm-1", "vm-2", "vm-3"]);
@@ -138,8 +138,7 @@ describe("broker over NATS", () => {
   });
 
   it("shares one hypervisor call among concurrent questions", async () => {
-    const hv = fakeHypervisor("hv-b", [vm("vm-1", "a", [])], 300);
-    await nc.flush();
+    const hv = await fakeHypervisor("hv-b", [vm("vm-1", "a", [])], 300);
     try {
       const answers = await Promise.all(Array.from({ length: 5 }, () => listVms({ hypervisorId: "hv-b" })));
       expect(answers.every((a) => a.vms.length === 1)).toBe(true);
@@ -150,8 +149,7 @@ describe("broker over NATS", () => {
   });
 
   it("answers not_found for a VM the hypervisor does not have", async () => {
-    const hv = fakeHypervisor("hv-c", [vm("vm-1", "a", [])]);
-    await nc.flush();
+    const hv = await fakeHypervisor("hv-c", [vm("vm-1", "a", [])]);
     try {
       await expect(request(nc, brokerSubjects.vm(), GetVmRequest, { hypervisorId: "hv-c", vmId: "vm-9" }, GetVmResponse)).rejects.toMatchObject({
         code: ErrorCode.NotFound,
@@ -188,10 +186,9 @@ describe("broker over NATS", () => {
   });
 
   describe("malformed requests", () => {
-    const hv = { stop: () => undefined as void };
+    let hv: Awaited<ReturnType<typeof fakeHypervisor>>;
     beforeAll(async () => {
-      Object.assign(hv, fakeHypervisor("hv-m", [vm("vm-1", "a", [])]));
-      await nc.flush();
+      hv = await fakeHypervisor("hv-m", [vm("vm-1", "a", [])]);
     });
     afterAll(() => hv.stop());
 

@@ -28,10 +28,10 @@ let nc: NatsConnection;
 let processor: Actor;
 
 /**
- * A fake in-guest agent for one VM: freezes its one application for `timeoutMs`, after which it
- * counts the freeze as expired (as a guest that thawed itself would).
+ * A fake in-guest agent for one VM, listening when this resolves: freezes its one application for
+ * `timeoutMs`, after which it counts the freeze as expired (as a guest that thawed itself would).
  */
-function fakeAgent(vmId: string) {
+async function fakeAgent(vmId: string) {
   const freezes = new Map<string, { frozenAt: number; timeoutMs: number }>();
   const log = { freezes: [] as Array<{ freezeId: string; timeoutMs: number }>, thaws: [] as string[] };
   const app = (state: "running" | "frozen") => [{ name: "pg", kind: "postgresql", state }];
@@ -63,6 +63,7 @@ function fakeAgent(vmId: string) {
       },
     }),
   ];
+  await nc.flush();
   return { log, stop: () => subs.forEach((s) => s.unsubscribe()) };
 }
 
@@ -85,8 +86,7 @@ afterAll(async () => {
 
 describe("guest processor over NATS", () => {
   it("quiesces through the VM's agent and thaws consistently within the freeze timeout", async () => {
-    const agent = fakeAgent("vm-q");
-    await nc.flush();
+    const agent = await fakeAgent("vm-q");
     try {
       const q = await quiesce("vm-q", 10_000);
       expect(q.vmId).toBe("vm-q");
@@ -102,8 +102,7 @@ describe("guest processor over NATS", () => {
   });
 
   it("reports a thaw after the freeze expired as not consistent", async () => {
-    const agent = fakeAgent("vm-x");
-    await nc.flush();
+    const agent = await fakeAgent("vm-x");
     try {
       const q = await quiesce("vm-x", 1_000);
       await new Promise((r) => setTimeout(r, 1_200));
@@ -115,8 +114,7 @@ describe("guest processor over NATS", () => {
   });
 
   it("gives each quiesce its own freeze id", async () => {
-    const agent = fakeAgent("vm-2");
-    await nc.flush();
+    const agent = await fakeAgent("vm-2");
     try {
       const a = await quiesce("vm-2");
       await thaw("vm-2", a.freezeId);
@@ -184,8 +182,7 @@ describe("guest processor over NATS", () => {
   });
 
   it("refuses a thaw naming another VM than the freeze's", async () => {
-    const agent = fakeAgent("vm-m");
-    await nc.flush();
+    const agent = await fakeAgent("vm-m");
     try {
       const q = await quiesce("vm-m");
       await expect(thaw("vm-other", q.freezeId)).rejects.toMatchObject({ code: ErrorCode.BadRequest });
@@ -196,10 +193,9 @@ describe("guest processor over NATS", () => {
   });
 
   describe("malformed requests", () => {
-    let agent: ReturnType<typeof fakeAgent>;
+    let agent: Awaited<ReturnType<typeof fakeAgent>>;
     beforeAll(async () => {
-      agent = fakeAgent("vm-mal");
-      await nc.flush();
+      agent = await fakeAgent("vm-mal");
     });
     afterAll(() => agent.stop());
 
@@ -229,8 +225,7 @@ describe("guest processor over NATS", () => {
   });
 
   it("thaws every active freeze when it drains", async () => {
-    const agent = fakeAgent("vm-d");
-    await nc.flush();
+    const agent = await fakeAgent("vm-d");
     // A processor of its own, so stopping it leaves the shared one serving.
     const draining = await start({ id: "gp-drain", natsUrl: nats.url }, { thawRequestTimeoutMs: 2_000 });
     try {
