@@ -66,17 +66,16 @@ export async function start(opts: ActorCliOptions, tuning: SchedulerTuning = {})
 
   const waitForAssignment = (taskId: string, waitMs: number): Promise<Assignment | undefined> =>
     new Promise((resolve) => {
-      let set = waiters.get(taskId);
-      if (!set) waiters.set(taskId, (set = new Set()));
+      const set = waiters.get(taskId) ?? new Set();
+      waiters.set(taskId, set);
       const wake = (assignment: Assignment | undefined) => {
         clearTimeout(timer);
-        set!.delete(wake);
+        set.delete(wake);
         resolve(assignment);
       };
       const timer = setTimeout(() => {
-        set!.delete(wake);
-        if (set!.size === 0 && waiters.get(taskId) === set) waiters.delete(taskId);
-        resolve(undefined);
+        wake(undefined);
+        if (set.size === 0 && waiters.get(taskId) === set) waiters.delete(taskId);
       }, waitMs);
       set.add(wake);
     });
@@ -113,9 +112,9 @@ export async function start(opts: ActorCliOptions, tuning: SchedulerTuning = {})
         const assignment = await waitForAssignment(req.taskId, req.waitMs);
         if (assignment) return { status: "assigned", assignment };
       }
-      const now = table.lookup(req.taskId);
-      if (!now) throw new FerryError(ErrorCode.Canceled, `task ${req.taskId} left the queue while waiting (released)`);
-      return now;
+      const current = table.lookup(req.taskId);
+      if (!current) throw new FerryError(ErrorCode.Canceled, `task ${req.taskId} left the queue while waiting (released)`);
+      return current;
     },
   });
 
