@@ -237,4 +237,15 @@ describe("scheduler over NATS", () => {
       });
     }
   });
+
+  // Last: it stops the scheduler the other tests share.
+  it("answers a waiting assign at once, still queued, when it drains", async () => {
+    const pending = assign({ sessionId: "s9", taskId: "drain-1", repositoryId: "r-none", waitMs: 5_000 });
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    const stopped = scheduler.stop();
+    expect(await pending).toMatchObject({ status: "queued", position: 1 });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    await stopped;
+  });
 });
