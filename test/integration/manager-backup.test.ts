@@ -1,11 +1,9 @@
-import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import type { JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startManager } from "../../actors/manager/main.js";
 import type { Actor } from "../../lib/actor.js";
 import type { ConfigStore } from "../../lib/config-store.js";
-import { ensureJetStreamResources } from "../../lib/jetstream-setup.js";
-import { connectNats } from "../../lib/nats.js";
 import { request } from "../../lib/rpc.js";
 import type { SessionStore } from "../../lib/session-store.js";
 import {
@@ -24,31 +22,31 @@ import {
   encode,
   eventSubjects,
   managerSubjects,
-  msgIdFor,
   sessionIdFor,
   subjectPattern,
   triggerSubjects,
   type JobSpecInput,
 } from "../../protocol/mod.js";
-import { startTestNats } from "../harness/nats.js";
 import {
   FakePeers,
   HV,
   REPO,
   collect,
   completed,
-  stores,
   vm,
+  startBus,
+  triggerJob,
   waitForSession,
   waitForTriggersSettled,
   type TaskBehavior,
+  type TestBus,
 } from "./manager-fakes.js";
 
 const MANAGER_ID = "mgr-test";
 const SILENCE_MS = 3_000;
 
 describe("manager backup sessions against fake peers", () => {
-  let nats: Awaited<ReturnType<typeof startTestNats>>;
+  let bus: TestBus;
   let nc: NatsConnection;
   let js: JetStreamClient;
   let peers: FakePeers;
@@ -65,23 +63,13 @@ describe("manager backup sessions against fake peers", () => {
     await config.putJob({ job: { hypervisor: HV, repository: REPO, ...job }, createdAt: Date.now(), updatedAt: Date.now() });
   }
 
-  async function trigger(jobId: string, opts: { requestId?: string; requestedAt?: number; msgId?: boolean } = {}): Promise<string> {
-    const requestId = opts.requestId ?? `req-${++seq}`;
-    const requestedAt = opts.requestedAt ?? Date.now();
-    await js.publish(
-      triggerSubjects.job(jobId),
-      encode(JobTrigger, { jobId, requestId, requestedBy: "test", requestedAt }),
-      opts.msgId === false ? {} : { msgID: msgIdFor("backup", requestId) },
-    );
-    return sessionIdFor("backup", requestId, requestedAt);
+  function trigger(jobId: string, opts: { requestId?: string; requestedAt?: number; msgId?: boolean } = {}): Promise<string> {
+    return triggerJob(js, jobId, { ...opts, requestId: opts.requestId ?? `req-${++seq}` });
   }
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    nc = await connectNats({ servers: nats.url, name: "manager-test" });
-    await ensureJetStreamResources(nc);
-    js = jetstream(nc);
-    ({ config, sessions } = await stores(nc));
+    bus = await startBus("manager-test");
+    ({ nc, js, config, sessions } = bus);
     peers = new FakePeers(nc);
     peers.vms = [
       vm("vm-a", 2),
@@ -112,7 +100,7 @@ describe("manager backup sessions against fake peers", () => {
     await putJob({ id: "app", vms: [{ id: "vm-app" }], guestProcessing: { enabled: true, onFailure: "warn" } });
     // Published while no manager runs: the durable consumer keeps it.
     await trigger("clean", { requestId: earlyRequest, requestedAt: earlyAt });
-    manager = await startManager({ id: MANAGER_ID, natsUrl: nats.url, concurrency: 2, taskSilenceMs: SILENCE_MS, handleSignals: false, drainTimeoutMs: 2_000 });
+    manager = await startManager({ id: MANAGER_ID, natsUrl: bus.url, concurrency: 2, taskSilenceMs: SILENCE_MS, handleSignals: false, drainTimeoutMs: 2_000 });
   });
 
   afterAll(async () => {
@@ -120,8 +108,7 @@ describe("manager backup sessions against fake peers", () => {
     ended?.stop();
     rejected?.stop();
     peers?.stop();
-    await nc?.close();
-    await nats?.stop();
+    await bus?.stop();
   });
 
   it("processes a trigger published before the manager started", async () => {

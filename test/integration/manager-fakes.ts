@@ -1,7 +1,8 @@
 import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import type { Msg as NatsMsg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { ConfigStore } from "../../lib/config-store.js";
-import { openBucket } from "../../lib/jetstream-setup.js";
+import { ensureJetStreamResources, openBucket } from "../../lib/jetstream-setup.js";
+import { connectNats } from "../../lib/nats.js";
 import { SessionStore, type Session } from "../../lib/session-store.js";
 import {
   AssignRequest,
@@ -17,6 +18,7 @@ import {
   FerryError,
   GetRestorePointRequest,
   GetRestorePointResponse,
+  JobTrigger,
   ListVmsRequest,
   ListVmsResponse,
   QuiesceRequest,
@@ -48,10 +50,13 @@ import {
   eventSubjects,
   guestProcessorSubjects,
   hypervisorSubjects,
+  msgIdFor,
   repositorySubjects,
   schedulerSubjects,
+  sessionIdFor,
   sourceMoverSubjects,
   targetMoverSubjects,
+  triggerSubjects,
   type BodyIn,
   type MessageDef,
   type Msg,
@@ -60,6 +65,7 @@ import {
   type TaskStats,
   type VmInfo,
 } from "../../protocol/mod.js";
+import { startTestNats } from "../harness/nats.js";
 
 export const HV = "hv1";
 export const REPO = "repo1";
@@ -353,11 +359,51 @@ export function vm(id: string, disks: number, opts: { guestAgent?: boolean; tags
   };
 }
 
-export async function stores(nc: NatsConnection): Promise<{ config: ConfigStore; sessions: SessionStore }> {
-  return {
-    config: new ConfigStore(await openBucket(nc, Buckets.config)),
-    sessions: new SessionStore(await openBucket(nc, Buckets.sessions)),
-  };
+/** A private NATS server with Ferry's JetStream state, a connection to it and the stores. */
+export interface TestBus {
+  url: string;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  config: ConfigStore;
+  sessions: SessionStore;
+  stop: () => Promise<void>;
+}
+
+export async function startBus(name: string): Promise<TestBus> {
+  const nats = await startTestNats();
+  try {
+    const nc = await connectNats({ servers: nats.url, name });
+    await ensureJetStreamResources(nc);
+    return {
+      url: nats.url,
+      nc,
+      js: jetstream(nc),
+      config: new ConfigStore(await openBucket(nc, Buckets.config)),
+      sessions: new SessionStore(await openBucket(nc, Buckets.sessions)),
+      stop: async () => {
+        await nc.close();
+        await nats.stop();
+      },
+    };
+  } catch (err) {
+    await nats.stop();
+    throw err;
+  }
+}
+
+/** Publishes a job trigger as the CLI does (with its message id unless `msgId: false`); resolves to its session's id. */
+export async function triggerJob(
+  js: JetStreamClient,
+  jobId: string,
+  opts: { requestId: string; requestedAt?: number; msgId?: boolean },
+): Promise<string> {
+  const { requestId, requestedAt = Date.now() } = opts;
+  await js.publish(
+    triggerSubjects.job(jobId),
+    encode(JobTrigger, { jobId, requestId, requestedBy: "test", requestedAt }),
+    opts.msgId === false ? {} : { msgID: msgIdFor("backup", requestId) },
+  );
+  return sessionIdFor("backup", requestId, requestedAt);
 }
 
 /** Polls the session record until `done` holds for it. */

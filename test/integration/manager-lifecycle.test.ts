@@ -1,36 +1,29 @@
-import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import { jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startManager } from "../../actors/manager/main.js";
 import type { Actor } from "../../lib/actor.js";
-import { ensureJetStreamResources } from "../../lib/jetstream-setup.js";
-import { connectNats } from "../../lib/nats.js";
 import { request } from "../../lib/rpc.js";
 import type { SessionStore } from "../../lib/session-store.js";
 import {
   ActiveSessionsRequest,
   ActiveSessionsResponse,
   Consumers,
-  JobTrigger,
   SessionEndedEvent,
   StopSessionRequest,
   StopSessionResponse,
   Streams,
   decode,
-  encode,
   eventSubjects,
   managerSubjects,
-  msgIdFor,
   sessionIdFor,
-  triggerSubjects,
 } from "../../protocol/mod.js";
-import { startTestNats } from "../harness/nats.js";
-import { FakePeers, HV, REPO, collect, completed, stores, vm, waitForSession } from "./manager-fakes.js";
+import { FakePeers, HV, REPO, collect, completed, startBus, triggerJob, vm, waitForSession, type TestBus } from "./manager-fakes.js";
 
 const MANAGER_ID = "mgr-life";
 
 describe("manager lifecycle: abandoned sessions, concurrency, draining", () => {
-  let nats: Awaited<ReturnType<typeof startTestNats>>;
+  let bus: TestBus;
   let nc: NatsConnection;
   let js: JetStreamClient;
   let peers: FakePeers;
@@ -38,36 +31,28 @@ describe("manager lifecycle: abandoned sessions, concurrency, draining", () => {
   let manager: Actor;
   let seq = 0;
 
-  async function trigger(jobId: string, requestId = `req-${++seq}`, requestedAt = Date.now()): Promise<string> {
-    await js.publish(triggerSubjects.job(jobId), encode(JobTrigger, { jobId, requestId, requestedBy: "test", requestedAt }), {
-      msgID: msgIdFor("backup", requestId),
-    });
-    return sessionIdFor("backup", requestId, requestedAt);
+  function trigger(jobId: string, requestId = `req-${++seq}`, requestedAt = Date.now()): Promise<string> {
+    return triggerJob(js, jobId, { requestId, requestedAt });
   }
 
   const active = () => request(nc, managerSubjects.active(MANAGER_ID), ActiveSessionsRequest, {}, ActiveSessionsResponse).then((r) => r.sessions);
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    nc = await connectNats({ servers: nats.url, name: "manager-lifecycle-test" });
-    await ensureJetStreamResources(nc);
-    js = jetstream(nc);
-    const s = await stores(nc);
-    sessions = s.sessions;
+    bus = await startBus("manager-lifecycle-test");
+    ({ nc, js, sessions } = bus);
     peers = new FakePeers(nc);
     peers.vms = [vm("vm-quiet", 1)];
     peers.behavior = () => "silent";
     peers.start();
-    await s.config.putJob({ job: { id: "quiet", hypervisor: HV, repository: REPO, vms: [{ id: "vm-quiet" }] }, createdAt: 1, updatedAt: 1 });
+    await bus.config.putJob({ job: { id: "quiet", hypervisor: HV, repository: REPO, vms: [{ id: "vm-quiet" }] }, createdAt: 1, updatedAt: 1 });
     await nc.flush();
-    manager = await startManager({ id: MANAGER_ID, natsUrl: nats.url, concurrency: 1, taskSilenceMs: 60_000, drainTimeoutMs: 1_000, handleSignals: false });
+    manager = await startManager({ id: MANAGER_ID, natsUrl: bus.url, concurrency: 1, taskSilenceMs: 60_000, drainTimeoutMs: 1_000, handleSignals: false });
   });
 
   afterAll(async () => {
     await manager?.stop("test done");
     peers?.stop();
-    await nc?.close();
-    await nats?.stop();
+    await bus?.stop();
   });
 
   it("closes a session abandoned by a manager that died, when its trigger comes again", async () => {

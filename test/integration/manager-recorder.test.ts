@@ -1,14 +1,11 @@
-import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SessionRecorder } from "../../actors/manager/session-recorder.js";
-import { ensureJetStreamResources, openBucket } from "../../lib/jetstream-setup.js";
+import { openBucket } from "../../lib/jetstream-setup.js";
 import { createLogger } from "../../lib/log.js";
-import { connectNats } from "../../lib/nats.js";
 import { SessionStore, type Session, type StoredSession } from "../../lib/session-store.js";
 import { Buckets, ErrorCode, FerryError, SessionEndedEvent, decode, eventSubjects, emptyTaskStats } from "../../protocol/mod.js";
-import { startTestNats } from "../harness/nats.js";
-import { collect, stores } from "./manager-fakes.js";
+import { collect, startBus, type TestBus } from "./manager-fakes.js";
 
 const log = createLogger("manager-recorder-test");
 
@@ -41,27 +38,24 @@ function closeAsAbandoned(session: Session): void {
 }
 
 describe("the session recorder's completion", () => {
-  let nats: Awaited<ReturnType<typeof startTestNats>>;
+  let bus: TestBus;
   let nc: NatsConnection;
   let sessions: SessionStore;
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    nc = await connectNats({ servers: nats.url, name: "manager-recorder-test" });
-    await ensureJetStreamResources(nc);
-    ({ sessions } = await stores(nc));
+    bus = await startBus("manager-recorder-test");
+    ({ nc, sessions } = bus);
   });
 
   afterAll(async () => {
-    await nc?.close();
-    await nats?.stop();
+    await bus?.stop();
   });
 
   it("does not overwrite a record another manager completed meanwhile, nor announce a second end", async () => {
     const id = "restore-20260101-000000-aaaaaaaaaaa1";
     const stored = await createRunningSession(sessions, id);
     const ended = collect(nc, eventSubjects.sessionEnded(id), (data) => decode(SessionEndedEvent, data));
-    const recorder = new SessionRecorder(stored.session, sessions, jetstream(nc), log);
+    const recorder = new SessionRecorder(stored.session, sessions, bus.js, log);
 
     await sessions.update(id, closeAsAbandoned);
     await recorder.complete();
@@ -92,7 +86,7 @@ describe("the session recorder's completion", () => {
       }
     }
     const lossy = new LossyStore(await openBucket(nc, Buckets.sessions));
-    const recorder = new SessionRecorder(stored.session, lossy, jetstream(nc), log);
+    const recorder = new SessionRecorder(stored.session, lossy, bus.js, log);
 
     await recorder.complete();
 

@@ -1,10 +1,8 @@
-import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import { jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startManager } from "../../actors/manager/main.js";
 import type { Actor } from "../../lib/actor.js";
-import { ensureJetStreamResources } from "../../lib/jetstream-setup.js";
-import { connectNats } from "../../lib/nats.js";
 import type { SessionStore } from "../../lib/session-store.js";
 import {
   ErrorCode,
@@ -18,8 +16,7 @@ import {
   type RestorePoint,
   type RestoreTarget,
 } from "../../protocol/mod.js";
-import { startTestNats } from "../harness/nats.js";
-import { FakePeers, HV, MiB, REPO, completed, stores, waitForSession } from "./manager-fakes.js";
+import { FakePeers, HV, MiB, REPO, completed, startBus, waitForSession, type TestBus } from "./manager-fakes.js";
 
 function restorePoint(id: string, disks: number): RestorePoint {
   return {
@@ -46,7 +43,7 @@ function restorePoint(id: string, disks: number): RestorePoint {
 }
 
 describe("manager restore and verify sessions against fake peers", () => {
-  let nats: Awaited<ReturnType<typeof startTestNats>>;
+  let bus: TestBus;
   let nc: NatsConnection;
   let js: JetStreamClient;
   let peers: FakePeers;
@@ -75,25 +72,21 @@ describe("manager restore and verify sessions against fake peers", () => {
   }
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    nc = await connectNats({ servers: nats.url, name: "manager-restore-test" });
-    await ensureJetStreamResources(nc);
-    js = jetstream(nc);
-    ({ sessions } = await stores(nc));
+    bus = await startBus("manager-restore-test");
+    ({ nc, js, sessions } = bus);
     peers = new FakePeers(nc);
     peers.restorePoints.set("rp-two", restorePoint("rp-two", 2));
     peers.restorePoints.set("rp-bad", restorePoint("rp-bad", 2));
     peers.corruptBlocks = (task) => (task.restorePointId === "rp-bad" && task.diskId === "disk1" ? 3 : 0);
     peers.start();
     await nc.flush();
-    manager = await startManager({ id: "mgr-restore", natsUrl: nats.url, taskSilenceMs: 5_000, handleSignals: false });
+    manager = await startManager({ id: "mgr-restore", natsUrl: bus.url, taskSilenceMs: 5_000, handleSignals: false });
   });
 
   afterAll(async () => {
     await manager?.stop("test done");
     peers?.stop();
-    await nc?.close();
-    await nats?.stop();
+    await bus?.stop();
   });
 
   it("restores the listed disks to files, recording where each went", async () => {
