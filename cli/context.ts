@@ -23,6 +23,11 @@ export function natsUrlOf(cmd: Command): string {
   return natsUrlFromEnv(cmd.optsWithGlobals<{ nats?: string }>().nats);
 }
 
+/** The NATS server a stack command was pointed at explicitly (global --nats or $NATS_URL), if any. */
+export function explicitNatsUrl(cmd: Command): string | undefined {
+  return cmd.optsWithGlobals<{ nats?: string }>().nats ?? (process.env.NATS_URL || undefined);
+}
+
 /**
  * Connects to NATS and opens the stores. Creates Ferry's JetStream resources if they are missing,
  * so a command against a fresh server fails on the thing it asked for, not on a missing bucket.

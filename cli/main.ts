@@ -11,8 +11,10 @@ import { registerSessionCommand } from "./commands/session.js";
 import { registerUpCommand } from "./commands/up.js";
 
 /**
- * The `ferry` command line. Each command lives in cli/commands/<name>.ts and registers itself;
- * commands talk to Ferry only over NATS, never by reading repository files.
+ * The `ferry` command line. Each command registers its options and help in cli/commands/<name>.ts;
+ * what it does lives in cli/actions/<name>.ts, imported only when that command runs (a process
+ * running one actor or command does not load the others). Commands talk to Ferry only over NATS,
+ * never by reading repository files.
  */
 export function buildProgram(): Command {
   const program = new Command("ferry")

@@ -23,3 +23,11 @@ export function sizeOption(value: string): number {
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
+
+/**
+ * A command action whose implementation module is imported only when the command runs, so
+ * `--help` and every other command start without loading it (NATS clients, stores, YAML, ...).
+ */
+export function lazyAction<A extends unknown[]>(load: () => Promise<(...args: A) => Promise<void>>): (...args: A) => Promise<void> {
+  return async (...args) => (await load())(...args);
+}

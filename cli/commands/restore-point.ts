@@ -1,8 +1,5 @@
-import { Command } from "commander";
-import { withContext } from "../context.js";
-import { printJson } from "../format.js";
-import { listRestorePoints } from "../repository.js";
-import { renderRestorePointList } from "../report.js";
+import type { Command } from "commander";
+import { lazyAction } from "../options.js";
 
 export function registerRestorePointCommand(program: Command): void {
   const rp = program.command("restore-point").description("restore points in a repository (asked of its target mover)");
@@ -13,12 +10,5 @@ export function registerRestorePointCommand(program: Command): void {
     .option("--job <jobId>", "only restore points of this job")
     .option("--vm <vmId>", "only restore points of this VM")
     .option("--json", "print JSON")
-    .action(async (opts: { repository: string; job?: string; vm?: string; json?: boolean }, cmd: Command) => {
-      await withContext(cmd, async (ctx) => {
-        const points = await listRestorePoints(ctx.nc, opts.repository, { ...(opts.job ? { jobId: opts.job } : {}), ...(opts.vm ? { vmId: opts.vm } : {}) });
-        points.sort((a, b) => a.createdAt - b.createdAt);
-        if (opts.json) printJson(points);
-        else process.stdout.write(`${renderRestorePointList(points)}\n`);
-      });
-    });
+    .action(lazyAction(async () => (await import("../actions/restore-point.js")).restorePointList));
 }

@@ -1,9 +1,5 @@
-import { Command } from "commander";
-import { withContext } from "../context.js";
-import { collect } from "../options.js";
-import { getRestorePoint } from "../repository.js";
-import { restoreTargetFor } from "../restore-target.js";
-import { reportTriggered, triggerRestore, triggerVerify } from "../sessions.js";
+import type { Command } from "commander";
+import { collect, lazyAction } from "../options.js";
 
 export function registerRestoreCommands(program: Command): void {
   program
@@ -21,26 +17,7 @@ export function registerRestoreCommands(program: Command): void {
     .option("--wait", "wait for the restore to end, then print its report")
     .option("--json", "print JSON")
     .addHelpText("after", "\nThe restore runs on the movers; this command never reads repository files.\nExit code with --wait: 0 on success or warning, 1 on failure.")
-    .action(
-      async (
-        restorePointId: string,
-        opts: { repository: string; toDir?: string; vmName?: string; hypervisor?: string; disk?: string[]; overwrite?: boolean; proxy?: string[]; requestId?: string; wait?: boolean; json?: boolean },
-        cmd: Command,
-      ) => {
-        await withContext(cmd, async (ctx) => {
-          const restorePoint = await getRestorePoint(ctx.nc, opts.repository, restorePointId);
-          const target = restoreTargetFor(restorePoint, {
-            ...(opts.toDir !== undefined ? { toDir: opts.toDir } : {}),
-            ...(opts.vmName !== undefined ? { vmName: opts.vmName } : {}),
-            ...(opts.hypervisor !== undefined ? { hypervisor: opts.hypervisor } : {}),
-            disks: opts.disk ?? [],
-            overwrite: opts.overwrite ?? false,
-          });
-          const triggered = await triggerRestore(ctx, { repositoryId: opts.repository, restorePointId, target, proxies: opts.proxy ?? [] }, opts.requestId);
-          await reportTriggered(ctx, triggered, opts, { target });
-        });
-      },
-    );
+    .action(lazyAction(async () => (await import("../actions/restore.js")).restore));
 
   program
     .command("verify")
@@ -51,11 +28,5 @@ export function registerRestoreCommands(program: Command): void {
     .option("--wait", "wait for the verify to end, then print its report")
     .option("--json", "print JSON")
     .addHelpText("after", "\nExit code with --wait: 0 when every block checks out, 1 otherwise.")
-    .action(async (restorePointId: string, opts: { repository: string; requestId?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
-      await withContext(cmd, async (ctx) => {
-        await getRestorePoint(ctx.nc, opts.repository, restorePointId); // unknown id: an error now, not a failed session
-        const triggered = await triggerVerify(ctx, { repositoryId: opts.repository, restorePointId }, opts.requestId);
-        await reportTriggered(ctx, triggered, opts);
-      });
-    });
+    .action(lazyAction(async () => (await import("../actions/restore.js")).verify));
 }

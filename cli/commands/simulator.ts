@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { lazyAction } from "../options.js";
 
 /**
  * `ferry simulator --config <file>`: runs the hypervisor simulator and the guest OS simulators as
@@ -22,33 +23,5 @@ Snapshots are left in place and found again by the next run (state file in the f
 Example:
   ferry --nats nats://127.0.0.1:4222 simulator --config simulator.yaml`,
     )
-    .action(async (opts: { config: string }, cmd: Command) => {
-      const globals = cmd.optsWithGlobals<{ nats?: string }>();
-      const { loadSimulatorConfig } = await import("../../simulators/config.js");
-      const { start } = await import("../../simulators/main.js");
-      const config = await loadSimulatorConfig(opts.config);
-      const simulator = await start({ config, natsUrl: globals.nats });
-      await new Promise<void>((resolve) => {
-        let stopping = false;
-        const onSignal = (signal: NodeJS.Signals) => {
-          if (stopping) {
-            process.stderr.write(`ferry simulator: ${signal} again; exiting now\n`);
-            process.exit(130);
-          }
-          stopping = true;
-          // The logger writes asynchronously: flush it so the last lines are not lost on exit.
-          const exit = (code: number) => simulator.log.flush(() => process.exit(code));
-          simulator.stop().then(
-            () => exit(0),
-            (err: unknown) => {
-              process.stderr.write(`ferry simulator: stop failed: ${(err as Error).message}\n`);
-              exit(1);
-            },
-          );
-          resolve();
-        };
-        process.on("SIGTERM", onSignal);
-        process.on("SIGINT", onSignal);
-      });
-    });
+    .action(lazyAction(async () => (await import("../actions/simulator.js")).simulator));
 }
