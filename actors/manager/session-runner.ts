@@ -63,7 +63,6 @@ export class SessionRunner {
     const record = recorder.record;
     if (record.state === SessionState.Pending) record.state = SessionState.Running;
     record.startedAt = Date.now();
-    record.owner = deps.managerId;
     await recorder.flush();
 
     let hub: TaskEventHub | undefined;
