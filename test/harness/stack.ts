@@ -74,7 +74,7 @@ export interface E2EStack {
   readonly sessions: SessionStore;
   putJob(spec: JobSpecInput): Promise<JobSpec>;
   /** Publishes a JobTrigger through JetStream with its Nats-Msg-Id, as the CLI does. */
-  triggerJob(jobId: string, opts?: { requestId?: string; requestedAt?: number; msgId?: boolean }): Promise<Triggered>;
+  triggerJob(jobId: string, opts?: { requestId?: string; requestedAt?: number }): Promise<Triggered>;
   /** Watches the session record until it is completed; fails with the last record seen on timeout. */
   waitSession(sessionId: string, timeoutMs?: number): Promise<Session>;
   /** Triggers the job and waits for its session to complete. */
@@ -155,10 +155,6 @@ export async function startE2EStack(opts: E2EStackOptions): Promise<E2EStack> {
       const requestId = o.requestId ?? uniqueRequestId();
       const requestedAt = o.requestedAt ?? Date.now();
       const data = encode(JobTrigger, { jobId, requestId, requestedBy: "e2e-test", requestedAt });
-      if (o.msgId === false) {
-        await js.publish(triggerSubjects.job(jobId), data);
-        return { sessionId: sessionIdFor(SessionKind.Backup, requestId, requestedAt), requestId, duplicate: false };
-      }
       return publishRequest(SessionKind.Backup, triggerSubjects.job(jobId), data, requestId, requestedAt);
     },
     waitSession,
