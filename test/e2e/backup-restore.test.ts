@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -125,7 +125,6 @@ describe("backup, restore and verify of three VMs through every actor", () => {
   it("restores every disk through the movers byte-identical to its snapshot and verifies every restore point", async () => {
     expect(firstPoints, "the backup test ran first").toBeDefined();
     const dir = join(e2e.workdir, "restored-first");
-    mkdirSync(dir, { recursive: true });
     const restores = await Promise.all(firstPoints.map((rp) => e2e.restoreToFiles(rp, dir)));
     let compared = 0;
     for (const [i, rp] of firstPoints.entries()) {
@@ -181,7 +180,6 @@ describe("backup, restore and verify of three VMs through every actor", () => {
     expect(vm1.restorePointId).not.toBe(first.vms.find((v) => v.vmId === "vm-1")!.restorePointId);
     const rp = await e2e.restorePoint(vm1.restorePointId!);
     const dir = join(e2e.workdir, "restored-second");
-    mkdirSync(dir, { recursive: true });
     const { session, files } = await e2e.restoreToFiles(rp, dir);
     expect(session.result).toBe("success");
     for (const disk of rp.disks) {
@@ -205,7 +203,6 @@ describe("backup, restore and verify of three VMs through every actor", () => {
 
     const imageSha = await sha256File(twinImage);
     const dir = join(e2e.workdir, "restored-twins");
-    mkdirSync(dir, { recursive: true });
     for (const vm of session.vms) {
       const { session: restore, files } = await e2e.restoreToFiles(await e2e.restorePoint(vm.restorePointId!), dir);
       expect(restore.result).toBe("success");

@@ -1,4 +1,3 @@
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request } from "../../lib/rpc.js";
@@ -103,7 +102,6 @@ describe("SIGTERM on every process", () => {
     expect(verify.result).toBe("success");
 
     const dir = join(e2e.workdir, "restored");
-    mkdirSync(dir, { recursive: true });
     const { session, files } = await e2e.restoreToFiles(rp, dir);
     expect(session.result).toBe("success");
     expect(files.size).toBe(2);

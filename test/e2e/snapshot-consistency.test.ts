@@ -1,4 +1,3 @@
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request } from "../../lib/rpc.js";
@@ -86,7 +85,6 @@ describe("point-in-time backup of a VM that writes during the backup", () => {
     expect(vm.snapshotId).toBeDefined();
     const rp = await e2e.restorePoint(vm.restorePointId!);
     const dir = join(e2e.workdir, "restored");
-    mkdirSync(dir, { recursive: true });
     const { session: restore, files } = await e2e.restoreToFiles(rp, dir);
     expect(restore.result).toBe("success");
 
