@@ -51,8 +51,8 @@ export interface StackOptions {
 
 export type StackProcessKind = ActorRole | "simulator";
 
-/** One child process of the stack. */
-export interface StackProcess {
+/** What the stack starts as one child process: `node dist/cli/main.js <args>`. */
+export interface ProcessSpec {
   /** Unique in the stack; also the log file's name: `logs/<name>.log`. */
   readonly name: string;
   readonly kind: StackProcessKind;
@@ -61,6 +61,10 @@ export interface StackProcess {
   readonly serviceName: ServiceName;
   readonly args: readonly string[];
   readonly env: Readonly<Record<string, string>>;
+}
+
+/** One child process of the stack. */
+export interface StackProcess extends ProcessSpec {
   readonly logFile: string;
   child: ChildProcess;
 }
@@ -152,15 +156,6 @@ async function pingIds(nc: NatsConnection, serviceName: ServiceName): Promise<Se
     // no responders yet
   }
   return ids;
-}
-
-interface ProcessSpec {
-  readonly name: string;
-  readonly kind: StackProcessKind;
-  readonly id: string;
-  readonly serviceName: ServiceName;
-  readonly args: readonly string[];
-  readonly env: Readonly<Record<string, string>>;
 }
 
 /** The processes of a stack, in start order; pure, so the layout is easy to read and test. */
