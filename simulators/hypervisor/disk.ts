@@ -52,17 +52,6 @@ export class SimDisk {
     return new SimDisk(opts.vmId, opts.id, opts.path, opts.sizeBytes, opts.readOnly, base, writable);
   }
 
-  get snapshotId(): string | undefined {
-    return this.delta?.files.snapshotId;
-  }
-
-  /** Bytes the delta holds now (whole chunks). */
-  get deltaBytes(): number {
-    let bytes = 0;
-    for (const chunk of this.delta?.chunks ?? []) bytes += this.chunkLength(chunk);
-    return bytes;
-  }
-
   get deltaPath(): string | undefined {
     return this.delta?.files.deltaPath;
   }

@@ -23,7 +23,7 @@ import { withLocks } from "../mutex.js";
 import { RateWriter } from "../rate-writer.js";
 import { formatSize } from "../size.js";
 import { SimDisk } from "./disk.js";
-import { StateFile, loadState, stateFilePath, type RetainedImages, type SimulatorState, type SnapshotRecord } from "./state.js";
+import { StateFile, loadState, stateFilePath, type CreatedVm, type RetainedImages, type SimulatorState, type SnapshotRecord } from "./state.js";
 
 interface SimVm {
   info: VmInfo;
@@ -78,16 +78,7 @@ export class SimHypervisor {
         await hv.addConfiguredVm(vmConfig, snapshotsByVm.get(vmConfig.id));
       }
       for (const created of state.createdVms) {
-        if (hv.vms.has(created.vm.id)) continue;
-        const disks: SimDisk[] = [];
-        const snapshot = snapshotsByVm.get(created.vm.id);
-        for (const [i, disk] of created.vm.disks.entries()) {
-          const path = created.disks[i]?.path ?? hv.diskPath(created.vm.id, disk.id, disk.datastoreId);
-          // A base that a snapshot holds must stay as it is; others are recreated if they went missing.
-          if (!snapshot?.disks.some((d) => d.diskId === disk.id)) await ensureEmptyDisk(path, disk.sizeBytes, false);
-          disks.push(await hv.openDisk(created.vm.id, disk.id, path, disk.sizeBytes, false, snapshot));
-        }
-        hv.vms.set(created.vm.id, { info: created.vm, disks, snapshot, busy: false, bytesWritten: 0, bytesWrittenDuringSnapshot: 0, created: true });
+        if (!hv.vms.has(created.vm.id)) await hv.addCreatedVm(created, snapshotsByVm.get(created.vm.id));
       }
       for (const snapshot of state.snapshots) {
         if (!hv.vms.has(snapshot.vmId)) log.warn({ vmId: snapshot.vmId, snapshotId: snapshot.id }, "state names a snapshot of a VM that no longer exists; ignored");
@@ -121,6 +112,22 @@ export class SimHypervisor {
     return disk;
   }
 
+  private addVm(info: VmInfo, disks: SimDisk[], created: boolean, snapshot?: SnapshotRecord): void {
+    this.vms.set(info.id, { info, disks, snapshot, busy: false, bytesWritten: 0, bytesWrittenDuringSnapshot: 0, created });
+  }
+
+  /** A VM made by `vm.create` in an earlier run, as the state file recorded it. */
+  private async addCreatedVm(created: CreatedVm, snapshot: SnapshotRecord | undefined): Promise<void> {
+    const disks: SimDisk[] = [];
+    for (const [i, disk] of created.vm.disks.entries()) {
+      const path = created.disks[i]?.path ?? this.diskPath(created.vm.id, disk.id, disk.datastoreId);
+      // A base that a snapshot holds must stay as it is; others are recreated if they went missing.
+      if (!snapshot?.disks.some((d) => d.diskId === disk.id)) await ensureEmptyDisk(path, disk.sizeBytes, false);
+      disks.push(await this.openDisk(created.vm.id, disk.id, path, disk.sizeBytes, false, snapshot));
+    }
+    this.addVm(created.vm, disks, true, snapshot);
+  }
+
   private async addConfiguredVm(vmConfig: VmConfig, snapshot: SnapshotRecord | undefined): Promise<void> {
     const disks: SimDisk[] = [];
     const infos: DiskInfo[] = [];
@@ -141,7 +148,7 @@ export class SimHypervisor {
       guestAgent: vmConfig.guest !== undefined,
       disks: infos,
     };
-    this.vms.set(vmConfig.id, { info, disks, snapshot, busy: false, bytesWritten: 0, bytesWrittenDuringSnapshot: 0, created: false });
+    this.addVm(info, disks, false, snapshot);
   }
 
   /** Makes sure the disk's file exists with the configured content; returns where it is. */
@@ -204,6 +211,12 @@ export class SimHypervisor {
     const vm = this.vms.get(vmId);
     if (!vm) throw new FerryError(ErrorCode.NotFound, `VM ${vmId} does not exist on hypervisor ${this.hypervisorId}`);
     return vm;
+  }
+
+  private disk(vm: SimVm, diskId: string): SimDisk {
+    const disk = vm.disks.find((d) => d.id === diskId);
+    if (!disk) throw new FerryError(ErrorCode.NotFound, `disk ${diskId} of VM ${vm.info.id} does not exist`);
+    return disk;
   }
 
   private async persist(): Promise<void> {
@@ -401,7 +414,7 @@ export class SimHypervisor {
       guestAgent: false,
       disks: infos,
     };
-    this.vms.set(vmId, { info, disks, busy: false, bytesWritten: 0, bytesWrittenDuringSnapshot: 0, created: true });
+    this.addVm(info, disks, true);
     await this.persist();
     this.log.info({ vmId, name: req.name, disks: infos.length }, "VM created");
     return { vm: structuredClone(info), disks: disks.map((d) => ({ diskId: d.id, transport: { mode: "file", path: d.path } })) };
@@ -410,18 +423,14 @@ export class SimHypervisor {
   /** Writes to a VM's disk through the snapshot semantics, counting the bytes for `status`. */
   async write(vmId: string, diskId: string, offset: number, data: Uint8Array): Promise<void> {
     const vm = this.vm(vmId);
-    const disk = vm.disks.find((d) => d.id === diskId);
-    if (!disk) throw new FerryError(ErrorCode.NotFound, `disk ${diskId} of VM ${vmId} does not exist`);
-    const { toDelta } = await disk.write(offset, data);
+    const { toDelta } = await this.disk(vm, diskId).write(offset, data);
     vm.bytesWritten += data.length;
     if (toDelta) vm.bytesWrittenDuringSnapshot += data.length;
   }
 
   /** What the guest reads: delta over base while a snapshot exists. */
   async read(vmId: string, diskId: string, offset: number, length: number): Promise<Buffer> {
-    const disk = this.vm(vmId).disks.find((d) => d.id === diskId);
-    if (!disk) throw new FerryError(ErrorCode.NotFound, `disk ${diskId} of VM ${vmId} does not exist`);
-    return disk.read(offset, length);
+    return this.disk(this.vm(vmId), diskId).read(offset, length);
   }
 
   /** Writes `data` at a random offset aligned to its length on the given disk (default: a random writable one). */
@@ -470,11 +479,6 @@ export class SimHypervisor {
         bytesWrittenDuringSnapshot: vm.bytesWrittenDuringSnapshot,
       })),
     };
-  }
-
-  /** Information a guest OS simulator needs about its VM. */
-  vmInfo(vmId: string): VmInfo {
-    return structuredClone(this.vm(vmId).info);
   }
 
   /** Stops the workloads and closes the disks; snapshots stay (their state is on disk). */
