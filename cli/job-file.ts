@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
-import { ErrorCode, FerryError, JobSpec } from "../protocol/mod.js";
+import { ErrorCode, FerryError, JobSpec, VmSelector } from "../protocol/mod.js";
 import { parseSize } from "../simulators/size.js";
 
 /**
@@ -13,7 +13,7 @@ import { parseSize } from "../simulators/size.js";
 
 const SIZE_FIELDS = ["blockSize", "throttleBytesPerSec"] as const;
 const TOP_LEVEL_FIELDS = new Set(Object.keys(JobSpec.shape));
-const SELECTOR_FIELDS = new Set(["id", "name", "tag", "guestProcessing"]);
+const SELECTOR_FIELDS = new Set(Object.keys(VmSelector.shape));
 const GUEST_FIELDS = new Set(Object.keys(JobSpec.shape.guestProcessing.unwrap().shape));
 
 /** One problem in a job file: the field path (`vms.0.name`) and what is wrong with it. */
@@ -34,25 +34,21 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
+function unknownFields(object: Record<string, unknown>, known: ReadonlySet<string>, pathPrefix = ""): JobFileIssue[] {
+  return Object.keys(object)
+    .filter((key) => !known.has(key))
+    .map((key) => ({ path: pathPrefix + key, message: `unknown field (known: ${[...known].join(", ")})` }));
+}
+
 /** Fields the schema does not know: a typo (`blocksize`) would otherwise be dropped silently. */
 function unknownFieldIssues(raw: Record<string, unknown>): JobFileIssue[] {
-  const issues: JobFileIssue[] = [];
-  for (const key of Object.keys(raw)) {
-    if (!TOP_LEVEL_FIELDS.has(key)) issues.push({ path: key, message: `unknown field (known: ${[...TOP_LEVEL_FIELDS].join(", ")})` });
-  }
+  const issues = unknownFields(raw, TOP_LEVEL_FIELDS);
   if (Array.isArray(raw.vms)) {
     raw.vms.forEach((selector, i) => {
-      if (!isPlainObject(selector)) return;
-      for (const key of Object.keys(selector)) {
-        if (!SELECTOR_FIELDS.has(key)) issues.push({ path: `vms.${i}.${key}`, message: `unknown field (known: ${[...SELECTOR_FIELDS].join(", ")})` });
-      }
+      if (isPlainObject(selector)) issues.push(...unknownFields(selector, SELECTOR_FIELDS, `vms.${i}.`));
     });
   }
-  if (isPlainObject(raw.guestProcessing)) {
-    for (const key of Object.keys(raw.guestProcessing)) {
-      if (!GUEST_FIELDS.has(key)) issues.push({ path: `guestProcessing.${key}`, message: `unknown field (known: ${[...GUEST_FIELDS].join(", ")})` });
-    }
-  }
+  if (isPlainObject(raw.guestProcessing)) issues.push(...unknownFields(raw.guestProcessing, GUEST_FIELDS, "guestProcessing."));
   return issues;
 }
 
