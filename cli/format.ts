@@ -43,11 +43,6 @@ export function formatRatio(ratio: number): string {
   return ratio > 0 && Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : "-";
 }
 
-/** `0.4567` → `45.7%`. */
-export function formatPercent(fraction: number): string {
-  return Number.isFinite(fraction) ? `${(fraction * 100).toFixed(1)}%` : "?";
-}
-
 /** Local date and time, second precision: `2026-11-26 12:46:56`. */
 export function formatTime(epochMs: number | undefined): string {
   if (epochMs === undefined) return "-";
