@@ -5,8 +5,9 @@ import { ErrorCode, FerryError } from "../protocol/mod.js";
 export const MIN_NATS_SERVER_VERSION = "2.10.0";
 export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
 
+/** The NATS URL to use: the explicit one, else $NATS_URL, else the local default (empty counts as unset). */
 export function natsUrlFromEnv(explicit?: string): string {
-  return explicit ?? process.env.NATS_URL ?? DEFAULT_NATS_URL;
+  return explicit || process.env.NATS_URL || DEFAULT_NATS_URL;
 }
 
 export function compareVersions(a: string, b: string): number {

@@ -1,12 +1,7 @@
 import { hostname } from "node:os";
-import { Command, InvalidArgumentError } from "commander";
-import { ActorRole } from "../../protocol/mod.js";
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
-  return n;
-}
+import { Command } from "commander";
+import { ActorRole } from "../../protocol/services.js";
+import { positiveInt } from "../options.js";
 
 /** Options every actor takes, plus the role-specific ones each actor's `start` reads. */
 export interface ActorCliOptions {
