@@ -18,7 +18,7 @@ import {
   type TaskStats,
 } from "../protocol/mod.js";
 import type { Actor } from "./actor.js";
-import type { ChannelReceiver, Sealed } from "./datachannel.js";
+import type { ChannelReceiver, ChannelSender, Sealed } from "./datachannel.js";
 
 /** How long an admission waits for a slot the mover has not freed yet. */
 const ADMIT_WAIT_MS = 5_000;
@@ -169,6 +169,33 @@ export class MoverRuntime {
         await this.failed(task, stats, FerryError.from(err, ErrorCode.Io));
       }
     });
+  }
+
+  /**
+   * Runs a task whose side sends on a data channel: progress is reported while `work` runs (it
+   * ends with the receiver's seal); a failure aborts the channel and is the task's failed event.
+   */
+  send(task: MoverTask, sender: ChannelSender, stats: TaskStats, work: () => Promise<void>, cleanup?: () => Promise<void>): void {
+    this.run(task, async () => {
+      const stopReports = this.reportProgress(task, stats);
+      try {
+        await work();
+        this.progress(task, stats);
+      } catch (err) {
+        const error = this.failureOf(task, err);
+        sender.abort(error);
+        await this.failed(task, stats, error);
+      } finally {
+        stopReports();
+        sender.close();
+        await cleanup?.();
+      }
+    });
+  }
+
+  /** What a task failed with: the reason it was canceled, if it was, else the error. */
+  failureOf(task: MoverTask, err: unknown): FerryError {
+    return FerryError.from(task.abort.signal.aborted ? task.abort.signal.reason : err, ErrorCode.Io);
   }
 
   cancel(taskId: string, reason: string): boolean {

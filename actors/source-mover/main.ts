@@ -9,8 +9,6 @@ import {
   BackupStartRequest,
   Buckets,
   ChannelOpened,
-  ErrorCode,
-  FerryError,
   RestoreOpenRequest,
   TaskAccepted,
   TaskCancelRequest,
@@ -52,22 +50,16 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
       }
       const stats = emptyTaskStats();
       const sender = new ChannelSender(actor.nc, req.channel);
-      mover.run(task, async () => {
-        const stopReports = mover.reportProgress(task, stats);
-        try {
+      mover.send(
+        task,
+        sender,
+        stats,
+        async () => {
           await readAndSend(req, source, workers, sender, stats, task.abort.signal);
-          mover.progress(task, stats);
           actor.log.info({ taskId: task.taskId, stats }, "backup sent and sealed");
-        } catch (err) {
-          const error = FerryError.from(task.abort.signal.aborted ? task.abort.signal.reason : err, ErrorCode.Io);
-          sender.abort(error);
-          await mover.failed(task, stats, error);
-        } finally {
-          stopReports();
-          sender.close();
-          await source.close();
-        }
-      });
+        },
+        () => source.close(),
+      );
       return { taskId: req.taskId, moverId: actor.id };
     },
   });

@@ -92,7 +92,7 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
     handler: async (req) => {
       const manifest = await repo.readManifest(req.restorePointId, req.diskId);
       const task = await mover.admit(req.taskId, req.sessionId);
-      mover.run(task, () => sendRestore(actor, mover, repo, task, req, manifest));
+      sendRestore(actor, mover, repo, task, req, manifest);
       return { taskId: req.taskId, moverId: actor.id };
     },
   });
@@ -180,20 +180,20 @@ export async function start(opts: ActorCliOptions): Promise<Actor> {
   return actor;
 }
 
-async function sendRestore(
+/** Streams a restore point's disk to the receiving source mover. */
+function sendRestore(
   actor: Actor,
   mover: MoverRuntime,
   repo: Repository,
   task: MoverTask,
   req: Msg<typeof RestoreStartRequest>,
   manifest: Awaited<ReturnType<Repository["readManifest"]>>,
-): Promise<void> {
+): void {
   const started = performance.now();
   const stats = emptyTaskStats();
   const sender = new ChannelSender(actor.nc, req.channel);
   const { totalBlocks, blockSize, sizeBytes } = manifest.header;
-  const stopReports = mover.reportProgress(task, stats);
-  try {
+  mover.send(task, sender, stats, async () => {
     let sent = 0;
     for await (const block of readManifestBlocks(repo, manifest, task.abort.signal)) {
       const { entry, stored } = await block.read;
@@ -209,15 +209,7 @@ async function sendRestore(
     stats.zeroBlocksSkipped = totalBlocks - sent;
     stats.durationMs = Math.round(performance.now() - started);
     await sender.end({ blocks: sent, totalBlocks, sizeBytes, stats });
-    mover.progress(task, stats);
-  } catch (err) {
-    const error = FerryError.from(task.abort.signal.aborted ? task.abort.signal.reason : err, ErrorCode.Io);
-    sender.abort(error);
-    await mover.failed(task, stats, error);
-  } finally {
-    stopReports();
-    sender.close();
-  }
+  });
 }
 
 /** Blocks checked at once: reads overlap with the block workers' decompression and hashing. */
@@ -272,7 +264,7 @@ async function verifyDisk(
     stats.durationMs = Math.round(performance.now() - started);
     await mover.done(task, stats, { kind: "verify", blocksChecked: checked, corruptBlocks, corruptBlockIndexes: corrupt.sort((a, b) => a - b) });
   } catch (err) {
-    await mover.failed(task, stats, FerryError.from(task.abort.signal.aborted ? task.abort.signal.reason : err, ErrorCode.Io));
+    await mover.failed(task, stats, mover.failureOf(task, err));
   } finally {
     stopReports();
     arena.close();
