@@ -134,7 +134,7 @@ export class ChannelSender {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting = undefined;
-        this.fail(new FerryError(ErrorCode.Timeout, `receiver granted no credit for ${timeoutMs} ms`));
+        this.fail(new FerryError(ErrorCode.Timeout, `receiver granted no credit for ${timeoutMs} ms (${this.seq} frames sent)`));
         reject(this.failure);
       }, timeoutMs);
       this.waiting = { resolve, reject, timer };
@@ -270,7 +270,10 @@ export class ChannelReceiver {
 
   private armIdleTimer(): void {
     clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.fail(new FerryError(ErrorCode.Timeout, `sender silent for ${this.idleTimeoutMs} ms`)), this.idleTimeoutMs);
+    this.idleTimer = setTimeout(() => {
+      const state = `${this.lastSeq} frames received, ${this.running} blocks in progress, ${this.queue.length} queued, ${this.ungranted} credits not yet granted`;
+      this.fail(new FerryError(ErrorCode.Timeout, `sender silent for ${this.idleTimeoutMs} ms (${state})`));
+    }, this.idleTimeoutMs);
     this.idleTimer.unref();
   }
 

@@ -38,6 +38,7 @@ export interface MoverTask {
 export class MoverRuntime {
   readonly tasks = new Map<string, MoverTask>();
   private readonly slotFreed: Array<() => void> = [];
+  private readonly shutdownListeners = new Map<MoverTask, () => void>();
   private readonly js: JetStreamClient;
   private heartbeatTimer?: NodeJS.Timeout;
   private draining = false;
@@ -118,8 +119,10 @@ export class MoverRuntime {
       if (this.tasks.has(taskId)) throw new FerryError(ErrorCode.Conflict, `task ${taskId} is already running here`, { retryable: false });
     }
     const task: MoverTask = { taskId, sessionId, abort: new AbortController(), startedAt: Date.now() };
-    // Draining past its deadline aborts every task.
-    this.actor.shutdownSignal.addEventListener("abort", () => task.abort.abort(this.actor.shutdownSignal.reason), { once: true });
+    // Draining past its deadline aborts every running task (the listener goes when the task does).
+    const onShutdown = () => task.abort.abort(this.actor.shutdownSignal.reason);
+    this.actor.shutdownSignal.addEventListener("abort", onShutdown, { once: true });
+    this.shutdownListeners.set(task, onShutdown);
     this.tasks.set(taskId, task);
     this.heartbeat();
     return task;
@@ -129,6 +132,9 @@ export class MoverRuntime {
   private release(task: MoverTask): void {
     if (this.tasks.get(task.taskId) !== task) return;
     this.tasks.delete(task.taskId);
+    const onShutdown = this.shutdownListeners.get(task);
+    if (onShutdown) this.actor.shutdownSignal.removeEventListener("abort", onShutdown);
+    this.shutdownListeners.delete(task);
     this.heartbeat();
     this.slotFreed.shift()?.();
   }
